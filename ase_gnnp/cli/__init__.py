@@ -1,0 +1,35 @@
+"""``ase-gnnp`` command line: train, eval, md, info, bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from ase_gnnp.cli import bench, evaluate, info, md, train
+
+COMMANDS = {"train": train, "eval": evaluate, "md": md, "info": info, "bench": bench}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ase-gnnp", description="Equivariant GNN interatomic potential for ASE."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command].run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"ase-gnnp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def add_model_options(parser: argparse.ArgumentParser, default: str | None = "sige-small") -> None:
+    parser.add_argument(
+        "--model", default=default, required=default is None,
+        help=f"checkpoint file or shipped model name (default: {default})",
+    )  # fmt: skip
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: model's")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+
+
+def add_key_options(parser: argparse.ArgumentParser) -> None:
+    for name in ("energy", "forces", "stress"):
+        parser.add_argument(
+            f"--{name}-key", default=None,
+            help=f"where {name} labels live (default: calculator results; '' to ignore)",
+        )  # fmt: skip
+
+
+def setup_threads(threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)

@@ -1,0 +1,162 @@
+"""Reading labelled structures from extxyz and turning them into training graphs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.io import read
+from ase.stress import voigt_6_to_full_3x3_stress
+from torch_geometric.data import Data
+
+from ase_gnnp import keys as K
+from ase_gnnp.graph import atoms_to_graph
+
+__all__ = ["DataKeys", "read_structures", "labelled_graph", "split_indices"]
+
+
+@dataclass(frozen=True)
+class DataKeys:
+    """Where reference labels live in an extxyz file.
+
+    ``None`` (default) means the ASE calculator results stored in the file
+    (``atoms.get_potential_energy()``, ``get_forces()``, ``get_stress()``); a string names
+    an ``atoms.info`` key (energy, stress) or ``atoms.arrays`` key (forces). Set a key to
+    ``""`` to train without that label.
+    """
+
+    energy: str | None = None
+    forces: str | None = None
+    stress: str | None = None
+
+
+def _calc_result(atoms: Atoms, name: str):
+    calc = atoms.calc
+    return None if calc is None else calc.results.get(name)
+
+
+def _label(atoms: Atoms, key: str | None, default: str, where: str):
+    if key == "":
+        return None
+    if key is None:
+        return _calc_result(atoms, default)
+    store = atoms.arrays if where == "arrays" else atoms.info
+    if key in store:
+        return store[key]
+    return _calc_result(atoms, key)
+
+
+def read_structures(
+    path: str | Path, keys: DataKeys = DataKeys(), require: Sequence[str] = ("energy",)
+) -> list[Atoms]:
+    """Read an extxyz file and check that every frame has the required labels.
+
+    Parameters
+    ----------
+    path
+        extxyz file.
+    keys
+        Label locations, see :class:`DataKeys`.
+    require
+        Labels (``"energy"``, ``"forces"``, ``"stress"``) that every frame must have.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or a frame lacks a required label; the message names the
+        file, frame and key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"data file {str(path)!r} does not exist")
+    frames = read(path, index=":", format="extxyz")
+    for idx, atoms in enumerate(frames):
+        labels = reference_labels(atoms, keys)
+        for name in require:
+            if labels[name] is None:
+                key = getattr(keys, name)
+                where = "calculator results" if key is None else f"key {key!r}"
+                raise ValueError(
+                    f"{path}: frame {idx} has no {name} label ({where}); set the "
+                    f"{name} key to the name used in the file or leave {name} out"
+                )
+    return frames
+
+
+def reference_labels(atoms: Atoms, keys: DataKeys = DataKeys()) -> dict:
+    """Energy (eV), forces (n, 3) eV/Å and 3×3 stress eV/Å^3 of a frame, or ``None`` each."""
+    energy = _label(atoms, keys.energy, "energy", "info")
+    forces = _label(atoms, keys.forces, "forces", "arrays")
+    stress = _label(atoms, keys.stress, "stress", "info")
+    if stress is not None:
+        stress = np.asarray(stress, dtype=float)
+        stress = (
+            voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
+        )
+    return {
+        "energy": None if energy is None else float(energy),
+        "forces": None if forces is None else np.asarray(forces, dtype=float),
+        "stress": stress,
+    }
+
+
+def labelled_graph(
+    atoms: Atoms,
+    cutoff: float,
+    keys: DataKeys = DataKeys(),
+    dtype: torch.dtype = torch.float32,
+    weight: float = 1.0,
+) -> Data:
+    """Graph with reference labels and masks (see :mod:`ase_gnnp.keys`)."""
+    labels = reference_labels(atoms, keys)
+    n = len(atoms)
+    energy, forces, stress = labels["energy"], labels["forces"], labels["stress"]
+    targets = {
+        K.REF_ENERGY: torch.tensor([0.0 if energy is None else energy], dtype=torch.float64),
+        K.HAS_ENERGY: torch.tensor([energy is not None]),
+        K.REF_FORCES: torch.as_tensor(np.zeros((n, 3)) if forces is None else forces, dtype=dtype),
+        K.HAS_FORCES: torch.full((n,), forces is not None),
+        K.REF_STRESS: torch.as_tensor(
+            np.zeros((3, 3)) if stress is None else stress, dtype=dtype
+        ).view(1, 3, 3),
+        K.HAS_STRESS: torch.tensor([stress is not None and bool(np.all(atoms.pbc))]),
+        K.WEIGHT: torch.tensor([float(weight)], dtype=dtype),
+    }
+    return atoms_to_graph(atoms, cutoff, dtype, targets)
+
+
+def split_indices(
+    groups: Sequence[str], val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train/validation split stratified by group (e.g. ``config_type``).
+
+    Each group contributes ``round(val_fraction * size)`` structures to validation (at
+    least one for groups with two or more members when ``val_fraction > 0``), drawn with
+    ``numpy.random.default_rng(seed)``.
+
+    Returns
+    -------
+    train, val : numpy.ndarray of int
+        Sorted indices into ``groups``.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    rng = np.random.default_rng(seed)
+    members: dict[str, list[int]] = defaultdict(list)
+    for idx, group in enumerate(groups):
+        members[str(group)].append(idx)
+    val: list[int] = []
+    for group in sorted(members):
+        idx = np.array(members[group])
+        k = int(round(val_fraction * len(idx)))
+        if val_fraction > 0 and len(idx) >= 2:
+            k = max(k, 1)
+        val += rng.choice(idx, size=k, replace=False).tolist()
+    val_arr = np.array(sorted(val), dtype=int)
+    train_arr = np.setdiff1d(np.arange(len(groups)), val_arr)
+    return train_arr, val_arr

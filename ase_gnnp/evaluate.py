@@ -1,0 +1,124 @@
+"""Error metrics of a model against labelled structures (overall and per group)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+from torch_geometric.data import Batch, Data
+
+from ase_gnnp import keys as K
+from ase_gnnp.data import DataKeys, labelled_graph
+from ase_gnnp.model import GNNPModel
+
+_VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
+
+
+class ErrorAccumulator:
+    """Collects per-structure errors and reduces them to MAE/RMSE tables.
+
+    Energies are compared per atom (eV/atom), forces per Cartesian component (eV/Å),
+    stresses per Voigt component (eV/Å^3).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def add(self, out: dict, data: Data, groups: Sequence[str]) -> None:
+        natoms = data[K.NUM_ATOMS].tolist()
+        e_pred = out[K.ENERGY].detach().double().cpu().numpy()
+        e_ref = data[K.REF_ENERGY].double().cpu().numpy()
+        f_err = (out[K.FORCES].detach() - data[K.REF_FORCES]).double().cpu().numpy()
+        has_s = K.STRESS in out
+        s_err = (
+            (out[K.STRESS].detach() - data[K.REF_STRESS]).double().cpu().numpy() if has_s else None
+        )
+        start = 0
+        for k, n in enumerate(natoms):
+            row = {"group": str(groups[k]), "natoms": n}
+            if bool(data[K.HAS_ENERGY][k]):
+                row["energy"] = (e_pred[k] - e_ref[k]) / n
+            if bool(data[K.HAS_FORCES][start]) if n else False:
+                row["forces"] = f_err[start : start + n].ravel()
+            if has_s and bool(data[K.HAS_STRESS][k]):
+                row["stress"] = s_err[k][_VOIGT]
+            self.rows.append(row)
+            start += n
+
+    @staticmethod
+    def _reduce(rows: list[dict]) -> dict:
+        result: dict = {"n_structures": len(rows)}
+        for name, label, unit in (
+            ("energy", "energy", "per_atom"),
+            ("forces", "force", ""),
+            ("stress", "stress", ""),
+        ):
+            values = [np.atleast_1d(r[name]) for r in rows if name in r]
+            if not values:
+                continue
+            err = np.concatenate(values)
+            suffix = f"_{unit}" if unit else ""
+            result[f"{label}_mae{suffix}"] = float(np.abs(err).mean())
+            result[f"{label}_rmse{suffix}"] = float(np.sqrt((err**2).mean()))
+        return result
+
+    def summary(self) -> dict:
+        """Overall metrics plus ``per_config_type`` sub-tables."""
+        result = self._reduce(self.rows)
+        by_group: dict[str, list] = defaultdict(list)
+        for r in self.rows:
+            by_group[r["group"]].append(r)
+        result["per_config_type"] = {g: self._reduce(rs) for g, rs in sorted(by_group.items())}
+        return result
+
+
+def evaluate_graphs(
+    model: GNNPModel, batches: Iterable[Batch], groups: Iterable[Sequence[str]]
+) -> dict:
+    """Metrics of ``model`` over labelled batches; ``groups`` gives config types per batch."""
+    acc = ErrorAccumulator()
+    model.eval()
+    for data, grp in zip(batches, groups):
+        stress = bool(data[K.HAS_STRESS].any())
+        out = model(data, forces=True, stress=stress)
+        acc.add(out, data, grp)
+    return acc.summary()
+
+
+def evaluate_structures(
+    model: GNNPModel,
+    frames: Sequence[Atoms],
+    keys: DataKeys = DataKeys(),
+    batch_size: int = 8,
+) -> dict:
+    """Metrics of ``model`` on labelled ``frames`` (grouped by ``info['config_type']``)."""
+    dtype = model.dtype
+    graphs = [labelled_graph(a, model.cutoff, keys, dtype) for a in frames]
+    groups = [a.info.get("config_type", "all") for a in frames]
+    chunks = range(0, len(graphs), batch_size)
+    batches = (Batch.from_data_list(graphs[i : i + batch_size]) for i in chunks)
+    return evaluate_graphs(model, batches, (groups[i : i + batch_size] for i in chunks))
+
+
+def format_table(summary: dict) -> str:
+    """Human-readable table: energy meV/atom, forces meV/Å, stress meV/Å^3."""
+    columns = ("E MAE", "E RMSE", "F MAE", "F RMSE", "S MAE")
+    head = f"{'config_type':<16}{'n':>5}" + "".join(f"{c:>10}" for c in columns)
+    lines = [head, "-" * len(head)]
+
+    def line(name: str, m: dict) -> str:
+        def v(key: str) -> str:
+            return f"{1000 * m[key]:10.2f}" if key in m else f"{'-':>10}"
+
+        return (
+            f"{name:<16}{m['n_structures']:>5}{v('energy_mae_per_atom')}{v('energy_rmse_per_atom')}"
+            f"{v('force_mae')}{v('force_rmse')}{v('stress_mae')}"
+        )
+
+    for name, m in summary.get("per_config_type", {}).items():
+        lines.append(line(name, m))
+    lines.append(line("ALL", summary))
+    lines.append("units: energy meV/atom, forces meV/Å, stress meV/Å^3")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""ASE ``Atoms`` → PyG ``Data``/``Batch`` with periodic edges from vesin.
+
+Edges store integer lattice shifts, not vectors: the model rebuilds each edge vector as
+``r_j - r_i + S @ cell`` so that autograd reaches both positions and the cell (forces and
+stress in one pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from torch_geometric.data import Batch, Data
+from vesin import NeighborList
+
+from ase_gnnp import keys as K
+from ase_gnnp.elements import check_atomic_numbers
+
+__all__ = ["atoms_to_graph", "atoms_to_batch", "neighbor_list", "check_atoms"]
+
+
+def check_atoms(atoms: Atoms) -> None:
+    """Raise a clear error for input no model can handle.
+
+    Raises
+    ------
+    TypeError
+        If ``atoms`` is not an ``ase.Atoms``.
+    ValueError
+        For an element outside the descriptor table, non-finite positions or cell, or a
+        periodic direction whose cell vector is zero.
+    """
+    if not isinstance(atoms, Atoms):
+        raise TypeError(f"expected ase.Atoms, got {type(atoms).__name__}")
+    check_atomic_numbers(atoms.numbers)
+    pos = atoms.positions
+    if not np.all(np.isfinite(pos)):
+        bad = np.unique(np.nonzero(~np.isfinite(pos))[0])
+        raise ValueError(f"positions must be finite; atoms {bad[:10].tolist()} have NaN or inf")
+    cell = atoms.cell.array
+    if not np.all(np.isfinite(cell)):
+        raise ValueError(f"cell must be finite, got {cell.tolist()}")
+    for axis in np.nonzero(atoms.pbc)[0]:
+        if np.linalg.norm(cell[axis]) < 1e-8:
+            raise ValueError(
+                f"pbc is True along axis {axis} but cell vector {axis} is zero: "
+                f"set a cell or pbc=False there"
+            )
+
+
+def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Full neighbour list within ``cutoff`` (Å) from vesin.
+
+    Returns
+    -------
+    edge_index : numpy.ndarray, shape (2, E), int64
+        Centre atom ``i`` in row 0 and neighbour ``j`` in row 1, both directions stored.
+    shifts : numpy.ndarray, shape (E, 3), int64
+        Lattice shifts ``S`` with ``r_ij = r_j - r_i + S @ cell``.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = atoms.cell.array if pbc.any() else np.zeros((3, 3))
+    # vesin wants a valid box along periodic axes only; zero rows are fine elsewhere
+    box = np.where(pbc[:, None], cell, 0.0)
+    nl = NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, shifts = nl.compute(atoms.positions, box, pbc.tolist(), quantities="ijS")
+    edge_index = np.stack([i.astype(np.int64), j.astype(np.int64)])
+    return edge_index, shifts.astype(np.int64)
+
+
+def atoms_to_graph(
+    atoms: Atoms,
+    cutoff: float,
+    dtype: torch.dtype = torch.float32,
+    targets: dict[str, object] | None = None,
+) -> Data:
+    """Build a graph for one structure.
+
+    Parameters
+    ----------
+    atoms
+        Molecule (no cell), slab, wire or bulk; mixed PBC and cells smaller than the
+        cutoff are handled (vesin includes all periodic images).
+    cutoff
+        Radial cutoff in Å.
+    dtype
+        Floating dtype of positions and cell.
+    targets
+        Optional reference labels (keys from :mod:`ase_gnnp.keys`), already tensors.
+    """
+    check_atoms(atoms)
+    edge_index, shifts = neighbor_list(atoms, cutoff)
+    pbc = torch.as_tensor(np.asarray(atoms.pbc, dtype=bool)).view(1, 3)
+    cell = atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3))
+    data = Data(
+        pos=torch.as_tensor(atoms.positions, dtype=dtype),
+        numbers=torch.as_tensor(atoms.numbers, dtype=torch.long),
+        cell=torch.as_tensor(cell, dtype=dtype).view(1, 3, 3),
+        pbc=pbc,
+        edge_index=torch.as_tensor(edge_index),
+        shifts=torch.as_tensor(shifts, dtype=dtype),
+        natoms=torch.tensor([len(atoms)]),
+    )
+    data.num_nodes = len(atoms)
+    for key, value in (targets or {}).items():
+        data[key] = value
+    return data
+
+
+def atoms_to_batch(
+    atoms_list: Sequence[Atoms], cutoff: float, dtype: torch.dtype = torch.float32
+) -> Batch:
+    """Batch several structures into one disconnected graph (see :func:`atoms_to_graph`)."""
+    if isinstance(atoms_list, Atoms):
+        atoms_list = [atoms_list]
+    return Batch.from_data_list([atoms_to_graph(a, cutoff, dtype) for a in atoms_list])
+
+
+def edge_vectors(data: Data, pos: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """Edge vectors ``r_j - r_i + S @ cell`` (E, 3) in Å, differentiable in pos and cell."""
+    i, j = data[K.EDGE_INDEX]
+    batch = data[K.BATCH] if data[K.BATCH] is not None else torch.zeros_like(data[K.ATOMIC_NUMBERS])
+    edge_cell = cell[batch[i]]  # (E, 3, 3)
+    offsets = torch.einsum("ea,eab->eb", data[K.EDGE_SHIFTS], edge_cell)
+    return pos[j] - pos[i] + offsets

@@ -1,0 +1,31 @@
+"""Names of the fields of a graph (``torch_geometric.data.Data``) and of model outputs.
+
+One place for every key, with its shape and unit, used everywhere instead of literals.
+``N`` atoms, ``E`` edges (directed), ``B`` structures in a batch.
+"""
+
+POSITIONS = "pos"  # (N, 3) Å
+ATOMIC_NUMBERS = "numbers"  # (N,) int64
+CELL = "cell"  # (B, 3, 3) Å, rows are lattice vectors; zeros where not periodic
+PBC = "pbc"  # (B, 3) bool
+EDGE_INDEX = "edge_index"  # (2, E): row 0 centre atom i, row 1 neighbour j
+EDGE_SHIFTS = "shifts"  # (E, 3) integer lattice shifts S: r_ij = r_j - r_i + S @ cell
+BATCH = "batch"  # (N,) structure index of each atom
+NUM_ATOMS = "natoms"  # (B,)
+
+# reference labels (training targets)
+REF_ENERGY = "ref_energy"  # (B,) eV
+REF_FORCES = "ref_forces"  # (N, 3) eV/Å
+REF_STRESS = "ref_stress"  # (B, 3, 3) eV/Å^3, ASE sign
+HAS_ENERGY = "has_energy"  # (B,) bool
+HAS_FORCES = "has_forces"  # (N,) bool
+HAS_STRESS = "has_stress"  # (B,) bool
+WEIGHT = "weight"  # (B,) per-structure loss weight
+
+# model outputs
+ENERGY = "energy"  # (B,) eV
+ATOMIC_ENERGIES = "energies"  # (N,) eV
+FORCES = "forces"  # (N, 3) eV/Å
+STRESS = "stress"  # (B, 3, 3) eV/Å^3, ASE sign (positive under tension)
+VIRIAL = "virial"  # (B, 3, 3) eV, -dE/d(strain)
+LATENT = "latent"  # (N, C) invariant per-atom features of the last layer

@@ -1,0 +1,41 @@
+"""Element embedding from physical descriptors plus a learned per-element part."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ase_gnnp.elements import descriptor_table
+
+
+class ElementEmbedding(nn.Module):
+    """Map atomic numbers to invariant features.
+
+    ``h_Z = MLP(d_Z) + e_Z`` where ``d_Z`` is the standardized descriptor row of
+    :func:`ase_gnnp.elements.descriptor_table` (period, group, electronegativity, covalent
+    radius, ...) and ``e_Z`` a learned vector initialised to zero. An element never seen in
+    training keeps ``e_Z = 0`` and is embedded by its descriptors alone (Ge for a Si model
+    lands next to Si, not at a random point).
+
+    Parameters
+    ----------
+    num_features
+        Output channels ``C``.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        table = torch.as_tensor(descriptor_table(), dtype=torch.get_default_dtype())
+        self.register_buffer("descriptors", table, persistent=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(table.shape[1], num_features),
+            nn.SiLU(),
+            nn.Linear(num_features, num_features),
+        )
+        self.learned = nn.Embedding(table.shape[0], num_features)
+        nn.init.zeros_(self.learned.weight)
+
+    def forward(self, numbers: torch.Tensor) -> torch.Tensor:
+        """``numbers``: (N,) int64 → (N, C)."""
+        desc = self.descriptors.to(self.learned.weight.dtype)[numbers]
+        return self.mlp(desc) + self.learned(numbers)

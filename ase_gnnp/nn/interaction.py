@@ -1,0 +1,111 @@
+"""Equivariant interaction block: tensor-product convolution, gate, residual."""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet, Gate
+from torch import nn
+
+_ACTS = {1: torch.nn.functional.silu, -1: torch.tanh}
+
+
+def hidden_irreps(channels: int, lmax: int) -> o3.Irreps:
+    """``C x 0e + C x 1o + C x 2e + ...`` up to ``lmax`` (natural parity)."""
+    return o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
+
+
+class Interaction(nn.Module):
+    """One message-passing layer (NequIP-style).
+
+    ``m_i = 1/n_avg Σ_j TP(W h_j, Y(r̂_ij); R(r_ij))``, then a linear map, a gated
+    nonlinearity and a linear residual connection.
+
+    Parameters
+    ----------
+    irreps_in, irreps_out
+        Node feature irreps before and after the layer.
+    irreps_sh
+        Spherical-harmonics irreps of the edge directions.
+    num_radial
+        Size of the radial embedding fed to the MLP that produces the tensor-product weights.
+    radial_hidden
+        Hidden width of that MLP.
+    avg_num_neighbors
+        Normalisation of the neighbour sum.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_out: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        num_radial: int,
+        radial_hidden: int = 64,
+        avg_num_neighbors: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.irreps_out = o3.Irreps(irreps_out)
+        # a buffer, so statistics fitted after construction travel with the checkpoint
+        self.register_buffer("avg_num_neighbors", torch.tensor(float(avg_num_neighbors)))
+
+        self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
+        # 'uvu' paths from every input irrep and edge harmonic to every allowed output l
+        lmax_out = max(ir.l for _, ir in self.irreps_out)
+        mid, instructions = [], []
+        for i_in, (mul, ir_in) in enumerate(self.irreps_in):
+            for i_sh, (_, ir_sh) in enumerate(o3.Irreps(irreps_sh)):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out.l <= lmax_out and ir_out in [ir for _, ir in self.irreps_out]:
+                        instructions.append((i_in, i_sh, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        irreps_mid = o3.Irreps(mid)
+        self.tp = o3.TensorProduct(
+            self.irreps_in,
+            irreps_sh,
+            irreps_mid,
+            instructions,
+            shared_weights=False,
+            internal_weights=False,
+        )
+        self.radial = FullyConnectedNet(
+            [num_radial, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
+        )
+
+        scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_out if ir.l == 0])
+        gated = o3.Irreps([(m, ir) for m, ir in self.irreps_out if ir.l > 0])
+        gates = o3.Irreps([(m, "0e") for m, _ in gated])
+        self.gate = Gate(
+            scalars,
+            [_ACTS[ir.p] for _, ir in scalars],
+            gates,
+            [torch.sigmoid] * len(gates),
+            gated,
+        )
+        self.linear_down = o3.Linear(irreps_mid, self.gate.irreps_in)
+        self.irreps_mid = irreps_mid
+        self.self_connection = o3.Linear(self.irreps_in, self.gate.irreps_out)
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        edge_sh: torch.Tensor,
+        edge_radial: torch.Tensor,
+        edge_index: torch.Tensor,
+    ) -> torch.Tensor:
+        """Update node features.
+
+        Parameters
+        ----------
+        h : (N, irreps_in.dim)
+        edge_sh : (E, irreps_sh.dim)
+        edge_radial : (E, num_radial)
+        edge_index : (2, E), row 0 the receiving centre atom
+        """
+        centre, neighbour = edge_index
+        weights = self.radial(edge_radial)
+        messages = self.tp(self.linear_up(h)[neighbour], edge_sh, weights)
+        agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
+        agg = agg.index_add_(0, centre, messages) / self.avg_num_neighbors.to(h.dtype)
+        return self.gate(self.linear_down(agg)) + self.self_connection(h)

@@ -1,0 +1,129 @@
+"""Training options as a frozen dataclass, loadable from YAML and overridable by flags."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from ase_gnnp.config import ModelConfig
+from ase_gnnp.data import DataKeys
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``ase-gnnp train`` needs.
+
+    Attributes
+    ----------
+    data : str
+        extxyz training file (split into train/validation by ``seed``).
+    out : str
+        Output folder: ``model.pt`` (best EMA weights), ``checkpoint.pt`` (resumable
+        state), ``metrics.csv``, ``learning_curve.png``, ``config.yaml``.
+    energy_key, forces_key, stress_key : str or None
+        Label locations (None: ASE calculator results in the file; "": not used).
+    val_fraction : float
+        Share of structures per ``config_type`` held out for validation/early stopping.
+    val_data : str or None
+        Separate validation file instead of a split.
+    seed : int
+        Seeds the split, the initial weights and the shuffling.
+    epochs, batch_size, lr, weight_decay : training loop and AdamW options.
+    energy_weight, forces_weight, stress_weight : float
+        Weights of the per-atom energy (eV²), force ((eV/Å)²) and stress ((eV/Å³)²) MSEs.
+    ema_decay : float
+        Exponential moving average of weights (0 disables).
+    grad_clip : float
+        Max gradient norm (0 disables).
+    scheduler : str
+        ``"plateau"`` (halve LR after ``lr_patience`` epochs without improvement) or
+        ``"cosine"``.
+    patience : int
+        Early stopping after this many epochs without validation improvement.
+    max_minutes : float
+        Wall-time budget; training stops after the epoch that exceeds it (0: none).
+    threads : int
+        Torch intra-op threads (0: leave torch's default).
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    model : ModelConfig
+        Architecture.
+    """
+
+    data: str = ""
+    out: str = "run"
+    energy_key: str | None = None
+    forces_key: str | None = None
+    stress_key: str | None = None
+    val_fraction: float = 0.1
+    val_data: str | None = None
+    seed: int = 0
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 5e-3
+    weight_decay: float = 1e-6
+    energy_weight: float = 10.0
+    forces_weight: float = 1.0
+    stress_weight: float = 1000.0
+    ema_decay: float = 0.99
+    grad_clip: float = 10.0
+    scheduler: str = "plateau"
+    lr_patience: int = 5
+    lr_factor: float = 0.5
+    min_lr: float = 1e-5
+    patience: int = 25
+    max_minutes: float = 0.0
+    threads: int = 0
+    dtype: str = "float32"
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+        if self.scheduler not in ("plateau", "cosine"):
+            raise ValueError(f"scheduler must be 'plateau' or 'cosine', got {self.scheduler!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(
+                f"batch_size and epochs must be >= 1, got {self.batch_size} and {self.epochs}"
+            )
+
+    @property
+    def keys(self) -> DataKeys:
+        return DataKeys(self.energy_key, self.forces_key, self.stress_key)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown training option(s) {unknown}; expected some of {sorted(known)}"
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} must hold a mapping of options, got {type(values).__name__}")
+        return cls.from_dict(values)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def updated(self, **changes) -> TrainConfig:
+        """Copy with ``changes`` applied; ``model_<name>`` entries change the model config."""
+        model_changes = {k[6:]: v for k, v in changes.items() if k.startswith("model_")}
+        rest = {k: v for k, v in changes.items() if not k.startswith("model_")}
+        model = replace(self.model, **model_changes) if model_changes else self.model
+        return replace(self, model=model, **rest)

@@ -1,0 +1,41 @@
+"""Weighted energy / force / stress loss and error metrics."""
+
+from __future__ import annotations
+
+import torch
+from torch_geometric.data import Data
+
+from ase_gnnp import keys as K
+
+
+def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    total = weight.sum()
+    return (x * weight).sum() / total if total > 0 else x.sum() * 0.0
+
+
+def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
+    """Per-term mean squared errors (weighted by structure weights and label masks).
+
+    Returns
+    -------
+    dict
+        ``energy`` (per-atom energy MSE, eV²), ``forces`` (MSE per component, (eV/Å)²),
+        ``stress`` (MSE per component, (eV/Å³)²).
+    """
+    natoms = data[K.NUM_ATOMS].to(out[K.ENERGY].dtype)
+    weight = data[K.WEIGHT]
+    terms = {}
+    e_err = (out[K.ENERGY] - data[K.REF_ENERGY].to(out[K.ENERGY].dtype)) / natoms
+    terms["energy"] = _masked_mean(e_err.pow(2), weight * data[K.HAS_ENERGY])
+    if K.FORCES in out:
+        atom_w = weight[data[K.BATCH]] * data[K.HAS_FORCES]
+        f_err = (out[K.FORCES] - data[K.REF_FORCES]).pow(2).mean(-1)
+        terms["forces"] = _masked_mean(f_err, atom_w)
+    if K.STRESS in out:
+        s_err = (out[K.STRESS] - data[K.REF_STRESS]).pow(2).mean((-1, -2))
+        terms["stress"] = _masked_mean(s_err, weight * data[K.HAS_STRESS])
+    return terms
+
+
+def total_loss(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    return sum(weights[name] * value for name, value in terms.items())

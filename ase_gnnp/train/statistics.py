@@ -1,0 +1,98 @@
+"""Data statistics that set the model's normalisation before training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from ase_gnnp import keys as K
+from ase_gnnp.elements import MAX_Z
+from ase_gnnp.model import GNNPModel
+
+
+def fit_atomic_reference(
+    graphs: Sequence[Data], fixed: dict[int, float] | None = None
+) -> dict[int, float]:
+    """Least-squares per-element reference energies ``E ≈ Σ_Z n_Z E0_Z``.
+
+    Parameters
+    ----------
+    graphs
+        Labelled graphs (those without an energy label are skipped).
+    fixed
+        Known reference energies (eV) kept as they are; only the other elements are fitted
+        to the residual ``E - Σ n_Z E0_Z(fixed)``.
+
+    Returns
+    -------
+    dict
+        Atomic number → reference energy in eV for every element in ``graphs``.
+    """
+    fixed = dict(fixed or {})
+    counts, energies = [], []
+    for g in graphs:
+        if not bool(g[K.HAS_ENERGY].all()):
+            continue
+        counts.append(np.bincount(g[K.ATOMIC_NUMBERS].numpy(), minlength=MAX_Z + 1))
+        energies.append(float(g[K.REF_ENERGY].sum()))
+    if not counts:
+        return fixed
+    counts_arr = np.array(counts, dtype=float)
+    target = np.array(energies) - counts_arr @ np.array(
+        [fixed.get(z, 0.0) for z in range(MAX_Z + 1)]
+    )
+    free = [z for z in np.nonzero(counts_arr.sum(0))[0] if int(z) not in fixed]
+    result = dict(fixed)
+    if free:
+        solution, *_ = np.linalg.lstsq(counts_arr[:, free], target, rcond=None)
+        result.update({int(z): float(e) for z, e in zip(free, solution)})
+    return result
+
+
+def fit_statistics(model: GNNPModel, graphs: Sequence[Data], refit_known: bool = True) -> dict:
+    """Set ``avg_num_neighbors``, ``atomic_reference`` and ``scale`` of ``model`` from data.
+
+    The scale is the RMS of the reference force components (NequIP's choice), or the std
+    of the per-atom energy residual when no forces are given.
+
+    Parameters
+    ----------
+    refit_known
+        If False, keep reference energies of elements the model already has fitted
+        (continuing training on new data) and fit only new elements; the neighbour count and
+        scale are kept as well.
+    """
+    graphs = list(graphs)
+    fixed = {}
+    if not refit_known:
+        ref = model.atomic_reference.detach().cpu()
+        fixed = {int(z): float(ref[z]) for z in torch.nonzero(model.fitted_elements).flatten()}
+    e0 = fit_atomic_reference(graphs, fixed)
+    stats = {"atomic_reference": e0}
+    with torch.no_grad():
+        for z, e in e0.items():
+            model.atomic_reference[z] = e
+            model.fitted_elements[z] = True
+        if refit_known:
+            n_edges = sum(g[K.EDGE_INDEX].shape[1] for g in graphs)
+            n_atoms = sum(g.num_nodes for g in graphs)
+            avg = max(n_edges / max(n_atoms, 1), 1.0)
+            model.set_avg_num_neighbors(avg)
+            forces = [g[K.REF_FORCES][g[K.HAS_FORCES]] for g in graphs]
+            forces = torch.cat(forces) if forces else torch.zeros(0, 3)
+            if forces.numel():
+                scale = float(forces.double().pow(2).mean().sqrt())
+            else:
+                residual = [
+                    (float(g[K.REF_ENERGY].sum()) - sum(e0[int(z)] for z in g[K.ATOMIC_NUMBERS]))
+                    / g.num_nodes
+                    for g in graphs
+                    if bool(g[K.HAS_ENERGY].all())
+                ]
+                scale = float(np.std(residual)) if len(residual) > 1 else 1.0
+            model.scale.fill_(scale if scale > 0 else 1.0)
+            stats.update(avg_num_neighbors=avg, scale=float(model.scale))
+    return stats

@@ -1,0 +1,305 @@
+"""The training loop: split, statistics, AdamW + schedule + EMA, checkpoints, resume."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from ase_gnnp import keys as K
+from ase_gnnp.checkpoint import load_model, model_payload
+from ase_gnnp.data import labelled_graph, read_structures, split_indices
+from ase_gnnp.evaluate import ErrorAccumulator
+from ase_gnnp.model import GNNPModel
+from ase_gnnp.train.config import TrainConfig
+from ase_gnnp.train.ema import EMA
+from ase_gnnp.train.loss import loss_terms, total_loss
+from ase_gnnp.train.plots import plot_learning_curve
+from ase_gnnp.train.statistics import fit_statistics
+
+STATE_FORMAT = "ase_gnnp-train-state"
+#: options that may differ between a run and its ``--resume`` (everything else is kept)
+RESUMABLE_OPTIONS = ("epochs", "max_minutes", "threads", "patience")
+METRIC_COLUMNS = [
+    "epoch", "lr", "train_loss", "val_loss", "val_energy_mae_per_atom", "val_force_mae",
+    "val_stress_mae", "wall_s",
+]  # fmt: skip
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Train a :class:`GNNPModel` from an extxyz file.
+
+    Parameters
+    ----------
+    config
+        Training options.
+    init_from
+        Checkpoint or shipped model to start from (its architecture replaces
+        ``config.model``); reference energies are fitted only for new elements.
+    resume
+        Continue from ``<out>/checkpoint.pt``, losing no finished epoch. The saved config
+        is used except for :data:`RESUMABLE_OPTIONS`, which are taken from ``config``.
+    overwrite
+        Allow starting afresh in an output folder that already holds a run.
+    progress
+        Show tqdm progress bars.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        init_from: str | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.out = Path(config.out)
+        self.state_path = self.out / "checkpoint.pt"
+        if resume:
+            if not self.state_path.is_file():
+                raise ValueError(f"--resume: no {self.state_path} to resume from")
+            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+            if state.get("format") != STATE_FORMAT:
+                raise ValueError(f"{self.state_path} is not an ase_gnnp training state")
+            # the run is defined by the saved config; only its length and threads may change
+            saved = TrainConfig.from_dict(state["config"])
+            config = saved.updated(**{k: getattr(config, k) for k in RESUMABLE_OPTIONS})
+        elif self.state_path.exists() and not overwrite:
+            raise ValueError(
+                f"{self.out} already holds a training run; pass --resume to continue it or "
+                f"--overwrite to start afresh"
+            )
+        self.config = config
+        self.progress = progress
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.dtype = getattr(torch, config.dtype)
+        torch.manual_seed(config.seed)
+
+        if init_from is not None and not resume:
+            model = load_model(init_from, dtype=self.dtype)
+            config = config.updated(model=model.config)
+            self.config = config
+        else:
+            model = GNNPModel(config.model).to(self.dtype)
+        self.model = model.train()
+        self._load_data()
+        self.weights = {
+            "energy": config.energy_weight,
+            "forces": config.forces_weight,
+            "stress": config.stress_weight,
+        }
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        if config.scheduler == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=config.lr_factor, patience=config.lr_patience,
+                min_lr=config.min_lr,
+            )  # fmt: skip
+        else:
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=config.epochs, eta_min=config.min_lr
+            )
+        self.epoch = 0
+        self.best = math.inf
+        self.since_best = 0
+        self.elapsed = 0.0
+        if resume:
+            self._restore(state)
+        else:
+            self.stats = fit_statistics(
+                self.model, self.train_graphs, refit_known=init_from is None
+            )
+            self.ema = EMA(self.model, config.ema_decay)
+
+    # ------------------------------------------------------------------ data
+    def _load_data(self) -> None:
+        cfg = self.config
+        require = [
+            n for n, k in (("energy", cfg.energy_key), ("forces", cfg.forces_key)) if k != ""
+        ]
+        frames = read_structures(cfg.data, cfg.keys, require)
+        if cfg.val_data:
+            val_frames = read_structures(cfg.val_data, cfg.keys, require)
+            train_frames = frames
+        else:
+            groups = [a.info.get("config_type", "all") for a in frames]
+            train_idx, val_idx = split_indices(groups, cfg.val_fraction, cfg.seed)
+            train_frames = [frames[i] for i in train_idx]
+            val_frames = [frames[i] for i in val_idx]
+        if not train_frames or not val_frames:
+            raise ValueError(
+                f"need at least one training and one validation structure, got "
+                f"{len(train_frames)} and {len(val_frames)} from {cfg.data}"
+            )
+        cutoff = self.model.cutoff
+        make = lambda fr: [labelled_graph(a, cutoff, cfg.keys, self.dtype) for a in fr]  # noqa: E731
+        self.train_graphs = make(train_frames)
+        self.val_graphs = make(val_frames)
+        self.val_groups = [a.info.get("config_type", "all") for a in val_frames]
+        self.use_stress = cfg.stress_key != "" and any(
+            bool(g[K.HAS_STRESS].any()) for g in self.train_graphs
+        )
+
+    def _loader(self, epoch: int) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        return DataLoader(
+            self.train_graphs, batch_size=self.config.batch_size, shuffle=True, generator=gen
+        )
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict:
+        return {
+            "format": STATE_FORMAT,
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "best": self.best,
+            "since_best": self.since_best,
+            "elapsed": self.elapsed,
+            "stats": self.stats,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema = EMA(self.model, self.config.ema_decay)
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = state["epoch"]
+        self.best = state["best"]
+        self.since_best = state["since_best"]
+        self.elapsed = state["elapsed"]
+        self.stats = state["stats"]
+
+    # ------------------------------------------------------------------ loop
+    def train_epoch(self) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        loader = self._loader(self.epoch)
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress)
+        for data in bar:
+            self.optimizer.zero_grad(set_to_none=True)
+            out = self.model(data, forces=True, stress=self.use_stress, create_graph=True)
+            loss = total_loss(loss_terms(out, data), self.weights)
+            loss.backward()
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            self.ema.update(self.model)
+            total += float(loss.detach()) * data.num_graphs
+            count += data.num_graphs
+            bar.set_postfix(loss=f"{total / count:.4g}")
+        return total / max(count, 1)
+
+    def validate(self) -> tuple[float, dict]:
+        """Loss and error metrics of the EMA model on the validation set (one pass)."""
+        model = self.ema.shadow
+        bs = self.config.batch_size
+        acc = ErrorAccumulator()
+        loss, n = 0.0, 0
+        for k, data in enumerate(DataLoader(self.val_graphs, batch_size=bs)):
+            out = model(data, forces=True, stress=self.use_stress)
+            batch_loss = total_loss(loss_terms(out, data), self.weights)
+            loss += float(batch_loss.detach()) * data.num_graphs
+            n += data.num_graphs
+            acc.add(out, data, self.val_groups[k * bs : (k + 1) * bs])
+        return loss / n, acc.summary()
+
+    def run(self) -> dict:
+        """Train until ``epochs``, early stopping or ``max_minutes``; return final metrics."""
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(self.out / "config.yaml")
+        metrics_csv = self.out / "metrics.csv"
+        if self.epoch == 0 or not metrics_csv.exists():
+            with open(metrics_csv, "w", newline="") as fh:
+                csv.writer(fh).writerow(METRIC_COLUMNS)
+        else:
+            self._truncate_metrics(metrics_csv)
+        stop_reason = "epochs"
+        with tqdm(
+            total=cfg.epochs, initial=self.epoch, desc="training", disable=not self.progress
+        ) as bar:
+            while self.epoch < cfg.epochs:
+                t0 = time.perf_counter()
+                train_loss = self.train_epoch()
+                val_loss, metrics = self.validate()
+                self.epoch += 1
+                self.elapsed += time.perf_counter() - t0
+                if cfg.scheduler == "plateau":
+                    self.scheduler.step(val_loss)
+                else:
+                    self.scheduler.step()
+                improved = val_loss < self.best
+                if improved:
+                    self.best, self.since_best = val_loss, 0
+                    self._save_model(metrics)
+                else:
+                    self.since_best += 1
+                row = {
+                    "epoch": self.epoch,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "wall_s": round(self.elapsed, 2),
+                    **{
+                        f"val_{k}": metrics.get(k, "")
+                        for k in ("energy_mae_per_atom", "force_mae", "stress_mae")
+                    },
+                }
+                with open(metrics_csv, "a", newline="") as fh:
+                    csv.writer(fh).writerow([row[c] for c in METRIC_COLUMNS])
+                _atomic_save(self._state(), self.state_path)
+                bar.update(1)
+                bar.set_postfix(
+                    val_F=f"{1000 * metrics.get('force_mae', float('nan')):.1f}meV/Å",
+                    val_E=f"{1000 * metrics.get('energy_mae_per_atom', float('nan')):.2f}meV/at",
+                )
+                if self.since_best >= cfg.patience:
+                    stop_reason = "early stopping"
+                    break
+                if cfg.max_minutes and self.elapsed > 60 * cfg.max_minutes:
+                    stop_reason = "time budget"
+                    break
+        plot_learning_curve(metrics_csv, self.out / "learning_curve.png")
+        best = load_model(self.out / "model.pt")
+        return {
+            "stop_reason": stop_reason,
+            "epochs": self.epoch,
+            "wall_s": self.elapsed,
+            **best.metadata,
+        }
+
+    def _truncate_metrics(self, path: Path) -> None:
+        # a kill between the CSV append and the state save must not duplicate epochs
+        with open(path) as fh:
+            rows = list(csv.reader(fh))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.epoch]
+        with open(path, "w", newline="") as fh:
+            csv.writer(fh).writerows(kept)
+
+    def _save_model(self, metrics: dict) -> None:
+        metadata = {
+            "epoch": self.epoch,
+            "val_metrics": {k: v for k, v in metrics.items() if k != "per_config_type"},
+            "train_config": self.config.to_dict(),
+            "statistics": {k: v for k, v in self.stats.items() if k != "atomic_reference"},
+        }
+        _atomic_save(model_payload(self.ema.shadow, metadata), self.out / "model.pt")
