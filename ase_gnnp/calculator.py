@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +31,9 @@ class GNNPCalculator(Calculator):
     ----------
     model
         A checkpoint path, the name of a shipped model (``"sige-small"``) or a loaded
-        :class:`~ase_gnnp.model.GNNPModel`.
+        :class:`~ase_gnnp.model.GNNPModel`. A model object whose dtype and device already
+        match is used as it is (later weight updates are seen by the calculator); otherwise
+        a converted copy is used. The object passed in is never modified.
     device
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.
     dtype
@@ -67,9 +70,10 @@ class GNNPCalculator(Calculator):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
         self.device = torch.device(device)
         self.dtype = dtype or model.dtype
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        if model.dtype != self.dtype or model.scale.device != self.device:
+            # convert a copy: the caller's model object is never changed
+            model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
+        self.model = model
 
     def _graph(self, atoms: Atoms):
         return atoms_to_graph(atoms, self.model.cutoff, self.dtype)
@@ -133,7 +137,10 @@ class GNNPCalculator(Calculator):
             Per structure: ``energy``, ``free_energy`` (eV), ``energies`` (n,), ``forces``
             (n, 3) eV/Å and, with stress, ``stress`` (6,) Voigt eV/Å^3.
         """
-        atoms_list = list(atoms_list)
+        atoms_list = [atoms_list] if isinstance(atoms_list, Atoms) else list(atoms_list)
+        for k, atoms in enumerate(atoms_list):
+            if not isinstance(atoms, Atoms):
+                raise TypeError(f"atoms_list[{k}] must be ase.Atoms, got {type(atoms).__name__}")
         if stress is None:
             stress = all(np.all(a.pbc) for a in atoms_list)
         elif stress:

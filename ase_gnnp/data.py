@@ -64,6 +64,8 @@ def read_structures(
         Label locations, see :class:`DataKeys`.
     require
         Labels (``"energy"``, ``"forces"``, ``"stress"``) that every frame must have.
+        A label whose key is named explicitly in ``keys`` is always required: asking for
+        a key the file does not hold is an error, never a silently empty label.
 
     Raises
     ------
@@ -75,9 +77,11 @@ def read_structures(
     if not path.is_file():
         raise ValueError(f"data file {str(path)!r} does not exist")
     frames = read(path, index=":", format="extxyz")
+    named = [n for n in ("energy", "forces", "stress") if getattr(keys, n)]
+    required = list(dict.fromkeys([*require, *named]))
     for idx, atoms in enumerate(frames):
         labels = reference_labels(atoms, keys)
-        for name in require:
+        for name in required:
             if labels[name] is None:
                 key = getattr(keys, name)
                 where = "calculator results" if key is None else f"key {key!r}"

@@ -11,7 +11,7 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator
 from ase.io.trajectory import Trajectory
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from tqdm.auto import tqdm
 
@@ -62,7 +62,7 @@ def run_md(
         raise ValueError(f"ensemble must be 'langevin' or 'nve', got {ensemble!r}")
     rng = np.random.default_rng(seed)
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K, rng=rng)
     Stationary(atoms)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
