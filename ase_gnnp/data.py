@@ -140,7 +140,8 @@ def split_indices(
     """Train/validation split stratified by group (e.g. ``config_type``).
 
     Each group contributes ``round(val_fraction * size)`` structures to validation (at
-    least one for groups with two or more members when ``val_fraction > 0``), drawn with
+    least one and at most ``size - 1`` for groups with two or more members when
+    ``val_fraction > 0``), drawn with
     ``numpy.random.default_rng(seed)``.
 
     Returns
@@ -159,7 +160,7 @@ def split_indices(
         idx = np.array(members[group])
         k = int(round(val_fraction * len(idx)))
         if val_fraction > 0 and len(idx) >= 2:
-            k = max(k, 1)
+            k = min(max(k, 1), len(idx) - 1)  # each group keeps a training example
         val += rng.choice(idx, size=k, replace=False).tolist()
     val_arr = np.array(sorted(val), dtype=int)
     train_arr = np.setdiff1d(np.arange(len(groups)), val_arr)

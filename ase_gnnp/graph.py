@@ -20,6 +20,9 @@ from ase_gnnp.elements import check_atomic_numbers
 
 __all__ = ["atoms_to_graph", "atoms_to_batch", "neighbor_list", "check_atoms"]
 
+#: distance (Å) below which two atoms (or an atom and its image) count as overlapping
+MIN_DISTANCE = 1e-4
+
 
 def check_atoms(atoms: Atoms) -> None:
     """Raise a clear error for input no model can handle.
@@ -53,6 +56,11 @@ def check_atoms(atoms: Atoms) -> None:
 def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """Full neighbour list within ``cutoff`` (Å) from vesin.
 
+    Raises
+    ------
+    ValueError
+        If two atoms (or an atom and a periodic image) are closer than :data:`MIN_DISTANCE`.
+
     Returns
     -------
     edge_index : numpy.ndarray, shape (2, E), int64
@@ -65,7 +73,14 @@ def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     # vesin wants a valid box along periodic axes only; zero rows are fine elsewhere
     box = np.where(pbc[:, None], cell, 0.0)
     nl = NeighborList(cutoff=float(cutoff), full_list=True)
-    i, j, shifts = nl.compute(atoms.positions, box, pbc.tolist(), quantities="ijS")
+    i, j, shifts, dist = nl.compute(atoms.positions, box, pbc.tolist(), quantities="ijSd")
+    close = np.nonzero(dist < MIN_DISTANCE)[0]
+    if close.size:
+        k = close[0]
+        raise ValueError(
+            f"atoms {int(i[k])} and {int(j[k])} (image shift {shifts[k].tolist()}) are "
+            f"{dist[k]:.2e} Å apart: overlapping atoms have no defined energy"
+        )
     edge_index = np.stack([i.astype(np.int64), j.astype(np.int64)])
     return edge_index, shifts.astype(np.int64)
 

@@ -114,7 +114,8 @@ class GNNPModel(nn.Module):
         forces
             Compute ``-∂E/∂r`` (N, 3), eV/Å.
         stress
-            Compute ``(1/V) ∂E/∂ε`` (B, 3, 3), eV/Å^3 (ASE sign), and the virial.
+            Compute ``(1/V) ∂E/∂ε`` (B, 3, 3), eV/Å^3 (ASE sign), and the virial
+            ``-∂E/∂ε`` (eV). Stress is zero for graphs not periodic in all directions.
         create_graph
             Keep the graph of the derivatives (training on forces/stress).
 
@@ -153,7 +154,10 @@ class GNNPModel(nn.Module):
                 out[K.FORCES] = -grads[0]
             if stress:
                 dE_dstrain = grads[-1]
-                volume = torch.linalg.det(data[K.CELL]).abs().view(-1, 1, 1)
                 out[K.VIRIAL] = -dE_dstrain
-                out[K.STRESS] = dE_dstrain / volume
+                # stress is defined for cells periodic in 3-D; other graphs of a batch get 0
+                periodic = data[K.PBC].all(dim=1).view(-1, 1, 1)
+                volume = torch.linalg.det(data[K.CELL]).abs().view(-1, 1, 1)
+                safe = torch.where(periodic, volume, torch.ones_like(volume))
+                out[K.STRESS] = torch.where(periodic, dE_dstrain / safe, 0.0)
         return out

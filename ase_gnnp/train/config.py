@@ -125,5 +125,8 @@ class TrainConfig:
         """Copy with ``changes`` applied; ``model_<name>`` entries change the model config."""
         model_changes = {k[6:]: v for k, v in changes.items() if k.startswith("model_")}
         rest = {k: v for k, v in changes.items() if not k.startswith("model_")}
-        model = replace(self.model, **model_changes) if model_changes else self.model
+        model = rest.pop("model", self.model)
+        if isinstance(model, dict):
+            model = ModelConfig.from_dict(model)
+        model = replace(model, **model_changes) if model_changes else model
         return replace(self, model=model, **rest)

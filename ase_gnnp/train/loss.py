@@ -9,8 +9,10 @@ from ase_gnnp import keys as K
 
 
 def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    # where, not a product: a masked-out inf/nan (no label) must not poison the sum
     total = weight.sum()
-    return (x * weight).sum() / total if total > 0 else x.sum() * 0.0
+    masked = torch.where(weight > 0, x * weight, torch.zeros_like(x))
+    return masked.sum() / total if total > 0 else masked.sum()
 
 
 def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
