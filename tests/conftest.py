@@ -1,0 +1,107 @@
+"""Shared fixtures: a small random float64 model, its calculator and test structures."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+
+from ase_gnnp import GNNPCalculator, GNNPModel, ModelConfig
+
+# one thread: fast for these tiny models and friendly to other jobs on the machine
+torch.set_num_threads(1)
+
+SI, GE = 14, 32
+CUTOFF = 3.5
+SMALL_CONFIG = ModelConfig(cutoff=CUTOFF, channels=8, lmax=2, num_layers=2)
+
+
+@pytest.fixture(scope="session")
+def _small_model_master() -> GNNPModel:
+    torch.manual_seed(0)
+    model = GNNPModel(SMALL_CONFIG).to(torch.float64)
+    with torch.no_grad():
+        model.scale.fill_(0.7)
+        model.shift.fill_(0.05)
+        model.atomic_reference[SI] = -4.63
+        model.atomic_reference[GE] = -3.85
+        model.fitted_elements[[SI, GE]] = True
+        model.set_avg_num_neighbors(4.0)
+    return model.eval()
+
+
+@pytest.fixture
+def small_model(_small_model_master) -> GNNPModel:
+    """Randomly initialised float64 model (cutoff 3.5 Å, 8 channels, lmax 2, 2 layers).
+
+    A fresh deep copy per test: calculators convert and freeze the model they are given.
+    """
+    return copy.deepcopy(_small_model_master)
+
+
+@pytest.fixture
+def calc64(small_model) -> GNNPCalculator:
+    return GNNPCalculator(small_model, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- structures
+def make_bulk(seed: int = 1) -> Atoms:
+    """16-atom rattled, slightly strained SiGe diamond supercell (triclinic cell)."""
+    atoms = bulk("Si", "diamond", a=5.43) * (2, 2, 2)
+    atoms.numbers[[1, 4, 6, 11, 13]] = GE
+    rng = np.random.default_rng(seed)
+    strain = np.eye(3) + 0.02 * rng.uniform(-1.0, 1.0, size=(3, 3))
+    atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def make_cluster(seed: int = 2) -> Atoms:
+    """6-atom Si4Ge2 distorted octahedron (bonds ≈ 2.4 Å), no cell, no PBC."""
+    a = 2.4 / np.sqrt(2.0)
+    positions = a * np.array(
+        [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=float
+    )
+    atoms = Atoms([SI, GE, SI, SI, GE, SI], positions=positions + 5.0, pbc=False)
+    atoms.rattle(0.08, seed=seed)
+    return atoms
+
+
+def make_slab(seed: int = 3) -> Atoms:
+    """8-atom SiGe diamond slab, periodic in x and y only (pbc = True, True, False)."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.numbers[[2, 5]] = GE
+    cell = atoms.cell.array.copy()
+    cell[1] += [0.4, 0.0, 0.0]  # non-orthogonal in-plane cell
+    atoms.set_cell(cell, scale_atoms=True)
+    atoms.pbc = (True, True, False)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+@pytest.fixture
+def bulk_atoms() -> Atoms:
+    return make_bulk()
+
+
+@pytest.fixture
+def cluster_atoms() -> Atoms:
+    return make_cluster()
+
+
+@pytest.fixture
+def slab_atoms() -> Atoms:
+    return make_slab()
+
+
+STRUCTURES = {"bulk": make_bulk, "cluster": make_cluster, "slab": make_slab}
+
+
+@pytest.fixture(params=sorted(STRUCTURES))
+def any_atoms(request) -> Atoms:
+    """Each of the periodic bulk, the cluster and the mixed-PBC slab."""
+    return STRUCTURES[request.param]()

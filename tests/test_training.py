@@ -1,0 +1,264 @@
+"""Training end to end on a tiny Tersoff-labelled SiGe data set: outputs, learning, resume."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from ase_gnnp import GNNPCalculator, load_model
+from ase_gnnp.config import ModelConfig
+from ase_gnnp.train import TrainConfig, Trainer
+
+TINY_MODEL = ModelConfig(
+    cutoff=3.5, channels=8, lmax=1, num_layers=2, num_radial=6, radial_hidden=16, readout_hidden=8
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """16 rattled, strained 8-atom SiGe diamond cells with Tersoff energies/forces/stress."""
+    pytest.importorskip("matscipy", reason="the Tersoff teacher needs matscipy")
+    from ase_gnnp.teachers import tersoff_sige
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(16):
+        atoms = bulk("Si", "diamond", a=5.43 + 0.1 * rng.uniform(), cubic=True)
+        atoms.numbers[rng.random(len(atoms)) < 0.4] = 32
+        strain = np.eye(3) + 0.02 * rng.uniform(-1.0, 1.0, size=(3, 3))
+        atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+        atoms.rattle(0.08, seed=k)
+        atoms.calc = tersoff_sige()
+        results = {
+            "energy": atoms.get_potential_energy(),
+            "forces": atoms.get_forces(),
+            "stress": atoms.get_stress(),
+        }
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        atoms.info["config_type"] = "rattled" if k % 2 else "strained"
+        frames.append(atoms)
+    path = tmp_path_factory.mktemp("data") / "tiny.extxyz"
+    write(path, frames, format="extxyz")
+    return path
+
+
+def _config(data, out, **changes) -> TrainConfig:
+    values = dict(
+        data=str(data),
+        out=str(out),
+        epochs=3,
+        batch_size=4,
+        lr=5e-3,
+        threads=1,
+        val_fraction=0.25,
+        seed=0,
+        model=TINY_MODEL,
+    )
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def _metrics(out) -> list[dict]:
+    with open(out / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_train_writes_outputs(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    result = Trainer(_config(tiny_dataset, out), progress=False).run()
+    assert result["epochs"] == 3
+    assert result["stop_reason"] == "epochs"
+    for name in ("model.pt", "checkpoint.pt", "metrics.csv", "learning_curve.png", "config.yaml"):
+        assert (out / name).is_file(), name
+    rows = _metrics(out)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(float(r["train_loss"])) for r in rows)
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert TrainConfig.from_yaml(out / "config.yaml").epochs == 3
+    # the saved model is usable by the calculator and carries its fitted statistics
+    model = load_model(out / "model.pt")
+    assert model.config == TINY_MODEL
+    assert bool(model.fitted_elements[14]) and bool(model.fitted_elements[32])
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.calc = GNNPCalculator(model)
+    assert np.isfinite(atoms.get_potential_energy())
+    assert atoms.get_stress().shape == (6,)
+
+
+@pytest.mark.slow
+def test_loss_decreases(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    Trainer(_config(tiny_dataset, out, epochs=8, lr=5e-3), progress=False).run()
+    rows = _metrics(out)
+    assert len(rows) == 8
+    train = [float(r["train_loss"]) for r in rows]
+    val = [float(r["val_loss"]) for r in rows]
+    print("train loss per epoch:", [f"{x:.4g}" for x in train])
+    assert train[-1] < train[0]
+    assert min(val[1:]) < val[0]
+
+
+def _final_weights(out) -> dict:
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    return {"model": state["model"], "ema": state["ema"]["shadow"], "epoch": state["epoch"]}
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted(tiny_dataset, tmp_path):
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    Trainer(_config(tiny_dataset, out_a, epochs=4), progress=False).run()
+
+    Trainer(_config(tiny_dataset, out_b, epochs=2), progress=False).run()
+    assert [int(r["epoch"]) for r in _metrics(out_b)] == [1, 2]
+    result = Trainer(_config(tiny_dataset, out_b, epochs=4), resume=True, progress=False).run()
+    assert result["epochs"] == 4
+
+    a, b = _final_weights(out_a), _final_weights(out_b)
+    assert a["epoch"] == b["epoch"] == 4
+    for part in ("model", "ema"):
+        for key, value in a[part].items():
+            torch.testing.assert_close(b[part][key], value, rtol=1e-6, atol=1e-6, msg=key)
+    assert [int(r["epoch"]) for r in _metrics(out_b)] == [1, 2, 3, 4]
+    rows_a, rows_b = _metrics(out_a), _metrics(out_b)
+    for ra, rb in zip(rows_a, rows_b):
+        assert float(ra["train_loss"]) == pytest.approx(float(rb["train_loss"]), rel=1e-6)
+    # the best models agree too
+    ma, mb = load_model(out_a / "model.pt"), load_model(out_b / "model.pt")
+    for key, value in ma.state_dict().items():
+        torch.testing.assert_close(mb.state_dict()[key], value, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_keeps_each_epoch_once(tiny_dataset, tmp_path, monkeypatch):
+    """A run killed in epoch 3 resumes at epoch 3 without duplicating rows of metrics.csv."""
+    out = tmp_path / "run"
+    trainer = Trainer(_config(tiny_dataset, out, epochs=4), progress=False)
+    original = Trainer.train_epoch
+
+    def killed_in_epoch_3(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert [int(r["epoch"]) for r in _metrics(out)] == [1, 2]
+    Trainer(_config(tiny_dataset, out, epochs=4), resume=True, progress=False).run()
+    assert [int(r["epoch"]) for r in _metrics(out)] == [1, 2, 3, 4]
+
+
+def test_existing_run_needs_resume_or_overwrite(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    Trainer(_config(tiny_dataset, out, epochs=1), progress=False).run()
+    with pytest.raises(ValueError, match="resume"):
+        Trainer(_config(tiny_dataset, out, epochs=1), progress=False)
+    result = Trainer(_config(tiny_dataset, out, epochs=1), overwrite=True, progress=False).run()
+    assert result["epochs"] == 1
+    assert [int(r["epoch"]) for r in _metrics(out)] == [1]
+
+
+def test_resume_without_checkpoint(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="resume"):
+        Trainer(_config(tiny_dataset, tmp_path / "empty"), resume=True, progress=False)
+
+
+@pytest.mark.slow
+def test_init_from(tiny_dataset, tmp_path):
+    first = tmp_path / "first"
+    Trainer(_config(tiny_dataset, first, epochs=2), progress=False).run()
+    parent = load_model(first / "model.pt")
+
+    second = tmp_path / "second"
+    # the architecture comes from the checkpoint, whatever config.model says
+    other_arch = ModelConfig(cutoff=3.0, channels=4, lmax=0)
+    config = _config(tiny_dataset, second, epochs=1, model=other_arch)
+    trainer = Trainer(config, init_from=str(first / "model.pt"), progress=False)
+    assert trainer.model.config == TINY_MODEL
+    # starts from the parent's weights and keeps its fitted reference energies
+    for key, value in parent.state_dict().items():
+        torch.testing.assert_close(trainer.model.state_dict()[key], value)
+    trainer.run()
+    child = load_model(second / "model.pt")
+    assert child.config == TINY_MODEL
+    torch.testing.assert_close(child.atomic_reference, parent.atomic_reference)
+    assert TrainConfig.from_yaml(second / "config.yaml").model == TINY_MODEL
+
+
+@pytest.fixture(scope="module")
+def mixed_dataset(tmp_path_factory, tiny_dataset):
+    """The bulk cells (with stress) plus 8 non-periodic Si/Ge clusters (no stress)."""
+    from ase.io import read
+
+    from ase_gnnp.teachers import tersoff_sige
+
+    frames = read(tiny_dataset, index=":")
+    rng = np.random.default_rng(1)
+    for k in range(8):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+        atoms.numbers[rng.random(len(atoms)) < 0.4] = 32
+        atoms.rattle(0.08, seed=100 + k)
+        atoms.center(vacuum=6.0)  # a cell for the teacher's neighbour list only
+        atoms.pbc = False
+        atoms.calc = tersoff_sige()
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        atoms.info["config_type"] = "cluster"
+        frames.append(atoms)
+    path = tmp_path_factory.mktemp("mixed") / "mixed.extxyz"
+    write(path, frames, format="extxyz")
+    return path
+
+
+def test_mixed_periodic_and_molecular_data(mixed_dataset, tmp_path):
+    out = tmp_path / "run"
+    Trainer(_config(mixed_dataset, out, epochs=2, batch_size=8), progress=False).run()
+    rows = _metrics(out)
+    assert all(np.isfinite(float(r["train_loss"])) for r in rows)
+    assert all(np.isfinite(float(r["val_loss"])) for r in rows)
+    model = load_model(out / "model.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_loss_ignores_stress_of_non_periodic_graphs():
+    """Unit level: stress terms of unlabelled, non-periodic graphs must not poison the loss."""
+    from ase import Atoms
+    from torch_geometric.data import Batch
+
+    from ase_gnnp.data import labelled_graph
+    from ase_gnnp.model import GNNPModel
+    from ase_gnnp.train.loss import loss_terms
+
+    torch.manual_seed(0)
+    model = GNNPModel(TINY_MODEL)
+    periodic = bulk("Si", "diamond", a=5.43)
+    periodic.calc = SinglePointCalculator(
+        periodic, energy=-9.0, forces=np.zeros((2, 3)), stress=np.zeros(6)
+    )
+    molecule = Atoms("SiGe", positions=[[0, 0, 0], [2.4, 0, 0]])
+    molecule.calc = SinglePointCalculator(molecule, energy=-8.0, forces=np.zeros((2, 3)))
+    periodic_only = Batch.from_data_list([labelled_graph(periodic, 3.5)])
+    both = Batch.from_data_list([labelled_graph(a, 3.5) for a in (periodic, molecule)])
+    terms_one = loss_terms(model(periodic_only, stress=True), periodic_only)
+    assert torch.isfinite(terms_one["stress"])
+    terms = loss_terms(model(both, stress=True), both)
+    assert torch.isfinite(terms["stress"])
+    torch.testing.assert_close(terms["stress"], terms_one["stress"])
+
+
+def test_train_config_validation(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="scheduler"):
+        _config(tiny_dataset, tmp_path, scheduler="step")
+    with pytest.raises(ValueError, match="dtype"):
+        _config(tiny_dataset, tmp_path, dtype="float16")
+    with pytest.raises(ValueError, match="epochs"):
+        _config(tiny_dataset, tmp_path, epochs=0)
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"epochs": 1, "learning_rate": 1.0})
