@@ -5,6 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+def check_option_names(cls, values: dict, what: str) -> dict:
+    """Return ``values`` if every key is a field of dataclass ``cls``, else raise ValueError."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {unknown}; expected some of {sorted(known)}")
+    return values
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of :class:`ase_gnnp.model.GNNPModel`.
@@ -53,8 +62,4 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**values)
+        return cls(**check_option_names(cls, values, "model"))

@@ -219,3 +219,14 @@ def test_ge_bulk_energy_differs_from_si(calc64):
     si = _attach(bulk("Si", "diamond", a=5.43), calc64).get_potential_energy()
     ge = _attach(bulk("Ge", "diamond", a=5.43), calc64).get_potential_energy()
     assert si != pytest.approx(ge)
+
+
+def test_teacher_without_matscipy_names_the_extra(monkeypatch):
+    """A missing optional engine gives an ImportError naming the extra to install."""
+    import sys
+
+    from ase_gnnp.teachers import tersoff_sige
+
+    monkeypatch.setitem(sys.modules, "matscipy.calculators.manybody", None)
+    with pytest.raises(ImportError, match=r"ase_gnnp\[teacher\]"):
+        tersoff_sige()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
-from ase_gnnp.config import ModelConfig
+from ase_gnnp.config import ModelConfig, check_option_names
 from ase_gnnp.data import DataKeys
 
 
@@ -100,13 +100,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown training option(s) {unknown}; expected some of {sorted(known)}"
-            )
-        return cls(**values)
+        return cls(**check_option_names(cls, values, "training"))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
