@@ -314,7 +314,7 @@ def test_nve_energy_conservation_shipped_model():
     drift = np.abs(total - total[0]).max() / len(atoms)
     print(f"NVE 64 atoms, 200 x 1 fs: max |E_tot - E_tot(0)| = {1000 * drift:.4f} meV/atom")
     assert np.all(np.isfinite(total))
-    assert drift < 2e-3
+    assert drift < 5e-4  # observed ~6e-5 eV/atom over 200 fs
 
 
 def test_nve_energy_conservation_small_model(small_model):

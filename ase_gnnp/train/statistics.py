@@ -56,7 +56,8 @@ def fit_statistics(model: GNNPModel, graphs: Sequence[Data], refit_known: bool =
     """Set ``avg_num_neighbors``, ``atomic_reference`` and ``scale`` of ``model`` from data.
 
     The scale is the RMS of the reference force components (NequIP's choice), or the std
-    of the per-atom energy residual when no forces are given.
+    of the per-atom energy residual when no forces are given. The global ``shift`` stays 0:
+    the least-squares reference energies already absorb the mean energy per atom.
 
     Parameters
     ----------

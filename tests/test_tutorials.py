@@ -1,0 +1,38 @@
+"""The tutorials run (quick modes) and print their figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ase_gnnp.checkpoint import shipped_models
+
+ROOT = Path(__file__).resolve().parents[1]
+MLEARN_SI = ROOT.parent / "shared" / "data" / "mlearn" / "Si_train.extxyz"
+
+
+def _run(*args: str) -> str:
+    env_cmd = [sys.executable, *args]
+    done = subprocess.run(env_cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("sige-small" not in shipped_models(), reason="sige-small is not shipped")
+def test_quickstart(tmp_path):
+    out = _run("tutorials/quickstart.py", "--out", str(tmp_path), "--md-steps", "5")
+    assert "a0 =" in out and "atom-steps/s" in out
+    assert (tmp_path / "quickstart_eos.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MLEARN_SI.is_file(), reason=f"mlearn data not found at {MLEARN_SI}")
+def test_mlearn_benchmark_quick(tmp_path):
+    out = _run("tutorials/bench_mlearn_si.py", "--quick", "--threads", "1", "--out", str(tmp_path))
+    assert "force MAE" in out and "atom-steps/s" in out
+    assert (tmp_path / "bench.json").is_file()
+    assert (tmp_path / "learning_curve.png").is_file()
