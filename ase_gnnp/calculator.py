@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch_geometric.data import Batch
 
@@ -74,9 +76,30 @@ class GNNPCalculator(Calculator):
             # convert a copy: the caller's model object is never changed
             model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
         self.model = model
+        self._warned: set[int] = set()
 
     def _graph(self, atoms: Atoms):
-        return atoms_to_graph(atoms, self.model.cutoff, self.dtype)
+        graph = atoms_to_graph(atoms, self.model.cutoff, self.dtype)
+        self._warn_unfitted(atoms.numbers)
+        return graph
+
+    def _warn_unfitted(self, numbers: np.ndarray) -> None:
+        fitted = self.model.fitted_elements.cpu().numpy()
+        if not fitted.any():
+            return  # an untrained model: nothing was fitted at all
+        seen = set(np.unique(numbers).tolist())
+        new = sorted(seen - self._warned - set(np.nonzero(fitted)[0].tolist()))
+        if new:
+            self._warned.update(new)
+            names = ", ".join(chemical_symbols[z] for z in new)
+            warnings.warn(
+                f"element(s) {names} were not in this model's training data: their reference "
+                "energy is 0 eV and their embedding comes from element descriptors only, so "
+                "absolute energies are meaningless (refit the reference energy, see "
+                "ase-gnnp train --init-from)",
+                UserWarning,
+                stacklevel=3,
+            )
 
     @staticmethod
     def _check_stress_request(atoms: Atoms, properties: Sequence[str]) -> bool:

@@ -56,12 +56,17 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     )
 
 
+def read_torch_file(path: str | Path, what: str = "checkpoint") -> object:
+    """``torch.load`` (weights only, on CPU) that turns any failure into a ValueError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch's loaders raise many types on garbage input
+        raise ValueError(f"{what} {str(path)!r} is corrupt or not a torch file: {err}") from err
+
+
 def read_checkpoint(path: Path) -> dict:
     """Load and validate a checkpoint dictionary (no model is built)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch's loaders raise many types on garbage input
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt or not a torch file: {err}") from err
+    payload = read_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not an ase_gnnp model checkpoint")
     if payload.get("version") != CHECKPOINT_VERSION:

@@ -104,7 +104,7 @@ def evaluate_structures(
 
 def format_table(summary: dict) -> str:
     """Human-readable table: energy meV/atom, forces meV/Å, stress meV/Å^3."""
-    columns = ("E MAE", "E RMSE", "F MAE", "F RMSE", "S MAE")
+    columns = ("E MAE", "E RMSE", "F MAE", "F RMSE", "S MAE", "S RMSE")
     head = f"{'config_type':<16}{'n':>5}" + "".join(f"{c:>10}" for c in columns)
     lines = [head, "-" * len(head)]
 
@@ -114,7 +114,7 @@ def format_table(summary: dict) -> str:
 
         return (
             f"{name:<16}{m['n_structures']:>5}{v('energy_mae_per_atom')}{v('energy_rmse_per_atom')}"
-            f"{v('force_mae')}{v('force_rmse')}{v('stress_mae')}"
+            f"{v('force_mae')}{v('force_rmse')}{v('stress_mae')}{v('stress_rmse')}"
         )
 
     for name, m in summary.get("per_config_type", {}).items():

@@ -15,7 +15,16 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from tqdm.auto import tqdm
 
-__all__ = ["diamond_supercell", "run_md", "md_throughput"]
+__all__ = ["diamond_supercell", "fresh_path", "run_md", "md_throughput"]
+
+
+def fresh_path(path: Path) -> Path:
+    """``path`` if it does not exist, else ``stem-1.suffix``, ``stem-2.suffix``, ..."""
+    candidate, k = path, 0
+    while candidate.exists():
+        k += 1
+        candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
+    return candidate
 
 
 def diamond_supercell(natoms: int, symbol: str = "Si", a: float = 5.432) -> Atoms:

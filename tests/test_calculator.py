@@ -230,3 +230,19 @@ def test_teacher_without_matscipy_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matscipy.calculators.manybody", None)
     with pytest.raises(ImportError, match=r"ase_gnnp\[teacher\]"):
         tersoff_sige()
+
+
+def test_warns_once_about_an_element_absent_from_training(calc64):
+    """Ge-for-a-Si-model style transfer works, but the user is told E0 is not fitted."""
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.numbers[1] = 6  # carbon: the fixture model has only Si and Ge fitted
+    atoms.calc = calc64
+    with pytest.warns(UserWarning, match=r"element\(s\) C were not in"):
+        energy = atoms.get_potential_energy()
+    assert np.isfinite(energy)
+    atoms.rattle(0.01, seed=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        atoms.get_potential_energy()  # said once per calculator

@@ -140,3 +140,11 @@ def test_train_from_flags_then_resume_and_eval(labelled_file, tmp_path, capsys):
 def test_train_without_data_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "x")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_md_default_trajectory_never_overwrites(tiny_model_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["md", "--model", str(tiny_model_path), "--steps", "2", "--threads", "1"]
+    assert main(args) == 0 and main(args) == 0
+    assert (tmp_path / "md.traj").is_file() and (tmp_path / "md-1.traj").is_file()
+    assert "md-1.traj" in capsys.readouterr().out

@@ -170,6 +170,14 @@ def test_resume_without_checkpoint(tiny_dataset, tmp_path):
         Trainer(_config(tiny_dataset, tmp_path / "empty"), resume=True, progress=False)
 
 
+def test_resume_from_a_corrupt_state_is_a_clear_error(tiny_dataset, tmp_path):
+    out = tmp_path / "broken"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"\x00 not a torch file")
+    with pytest.raises(ValueError, match="training state .* corrupt"):
+        Trainer(_config(tiny_dataset, out), resume=True, progress=False)
+
+
 @pytest.mark.slow
 def test_init_from(tiny_dataset, tmp_path):
     first = tmp_path / "first"
@@ -262,3 +270,25 @@ def test_train_config_validation(tiny_dataset, tmp_path):
         _config(tiny_dataset, tmp_path, epochs=0)
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"epochs": 1, "learning_rate": 1.0})
+
+
+def test_cosine_schedule_follows_epochs_or_time_budget(tiny_dataset, tmp_path):
+    """Cosine anneals lr -> min_lr over whichever of epochs / max_minutes ends the run."""
+    config = _config(tiny_dataset, tmp_path / "cos", scheduler="cosine", epochs=4, min_lr=1e-4)
+    trainer = Trainer(config, progress=False)
+    assert trainer.progress_fraction() == 0.0
+    trainer._set_cosine_lr(0.0, 0.0)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(5e-3)
+    trainer.epoch = 2
+    assert trainer.progress_fraction() == pytest.approx(0.5)
+    trainer._set_cosine_lr(0.0, 0.0)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (5e-3 + 1e-4))
+    # a time budget that binds first: 45 s of a 1-minute budget is 75 % of the run
+    trainer.config = trainer.config.updated(max_minutes=1.0)
+    trainer.elapsed = 40.0
+    assert trainer.progress_fraction(0.0, 5.0) == pytest.approx(0.75)
+    trainer.epoch, trainer.elapsed = 0, 0.0
+    trainer.config = config
+    trainer.run()
+    lrs = [float(r["lr"]) for r in _metrics(tmp_path / "cos")]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.2 * 5e-3

@@ -38,8 +38,9 @@ class TrainConfig:
     grad_clip : float
         Max gradient norm (0 disables).
     scheduler : str
-        ``"plateau"`` (halve LR after ``lr_patience`` epochs without improvement) or
-        ``"cosine"``.
+        ``"plateau"`` (multiply the LR by ``lr_factor`` after ``lr_patience`` epochs without
+        improvement) or ``"cosine"`` (anneal from ``lr`` to ``min_lr`` every step over the
+        run's length: ``epochs`` or the ``max_minutes`` budget, whichever ends it first).
     patience : int
         Early stopping after this many epochs without validation improvement.
     max_minutes : float

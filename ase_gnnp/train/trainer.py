@@ -13,7 +13,7 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from ase_gnnp import keys as K
-from ase_gnnp.checkpoint import load_model, model_payload
+from ase_gnnp.checkpoint import load_model, model_payload, read_torch_file
 from ase_gnnp.data import labelled_graph, read_structures, split_indices
 from ase_gnnp.evaluate import ErrorAccumulator
 from ase_gnnp.model import GNNPModel
@@ -70,8 +70,8 @@ class Trainer:
         if resume:
             if not self.state_path.is_file():
                 raise ValueError(f"--resume: no {self.state_path} to resume from")
-            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
-            if state.get("format") != STATE_FORMAT:
+            state = read_torch_file(self.state_path, "training state")
+            if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
                 raise ValueError(f"{self.state_path} is not an ase_gnnp training state")
             # the run is defined by the saved config; only its length and threads may change
             saved = TrainConfig.from_dict(state["config"])
@@ -104,15 +104,13 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
+        # cosine needs no scheduler object: the LR follows from the run's progress
+        self.scheduler = None
         if config.scheduler == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=config.lr_factor, patience=config.lr_patience,
                 min_lr=config.min_lr,
             )  # fmt: skip
-        else:
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=config.epochs, eta_min=config.min_lr
-            )
         self.epoch = 0
         self.best = math.inf
         self.since_best = 0
@@ -173,7 +171,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
         }
 
     def _restore(self, state: dict) -> None:
@@ -181,7 +179,8 @@ class Trainer:
         self.ema = EMA(self.model, self.config.ema_decay)
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
         self.best = state["best"]
         self.since_best = state["since_best"]
@@ -194,7 +193,10 @@ class Trainer:
         total, count = 0.0, 0
         loader = self._loader(self.epoch)
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress)
-        for data in bar:
+        t_start = time.perf_counter()
+        for step, data in enumerate(bar):
+            if self.config.scheduler == "cosine":
+                self._set_cosine_lr(step / len(loader), time.perf_counter() - t_start)
             self.optimizer.zero_grad(set_to_none=True)
             out = self.model(data, forces=True, stress=self.use_stress, create_graph=True)
             loss = total_loss(loss_terms(out, data), self.weights)
@@ -207,6 +209,21 @@ class Trainer:
             count += data.num_graphs
             bar.set_postfix(loss=f"{total / count:.4g}")
         return total / max(count, 1)
+
+    def progress_fraction(self, epoch_fraction: float = 0.0, seconds: float = 0.0) -> float:
+        """Share of the run done: epochs or wall-time budget, whichever binds first."""
+        cfg = self.config
+        done = (self.epoch + epoch_fraction) / cfg.epochs
+        if cfg.max_minutes:
+            done = max(done, (self.elapsed + seconds) / (60.0 * cfg.max_minutes))
+        return min(done, 1.0)
+
+    def _set_cosine_lr(self, epoch_fraction: float, seconds: float) -> None:
+        cfg = self.config
+        done = self.progress_fraction(epoch_fraction, seconds)
+        lr = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * done))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def validate(self) -> tuple[float, dict]:
         """Loss and error metrics of the EMA model on the validation set (one pass)."""
@@ -243,10 +260,8 @@ class Trainer:
                 val_loss, metrics = self.validate()
                 self.epoch += 1
                 self.elapsed += time.perf_counter() - t0
-                if cfg.scheduler == "plateau":
+                if self.scheduler is not None:
                     self.scheduler.step(val_loss)
-                else:
-                    self.scheduler.step()
                 improved = val_loss < self.best
                 if improved:
                     self.best, self.since_best = val_loss, 0
