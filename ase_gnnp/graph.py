@@ -18,7 +18,10 @@ from vesin import NeighborList
 from ase_gnnp import keys as K
 from ase_gnnp.elements import check_atomic_numbers
 
-__all__ = ["atoms_to_graph", "atoms_to_batch", "neighbor_list", "check_atoms"]
+__all__ = [
+    "atoms_to_batch", "atoms_to_graph", "batch_index", "check_atoms", "edge_vectors",
+    "neighbor_list",
+]  # fmt: skip
 
 #: distance (Å) below which two atoms (or an atom and its image) count as overlapping
 MIN_DISTANCE = 1e-4
@@ -133,10 +136,15 @@ def atoms_to_batch(
     return Batch.from_data_list([atoms_to_graph(a, cutoff, dtype) for a in atoms_list])
 
 
+def batch_index(data: Data) -> torch.Tensor:
+    """Structure index of each atom (N,): ``data.batch`` of a Batch, zeros for one graph."""
+    batch = getattr(data, K.BATCH, None)
+    return torch.zeros_like(data[K.ATOMIC_NUMBERS]) if batch is None else batch
+
+
 def edge_vectors(data: Data, pos: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     """Edge vectors ``r_j - r_i + S @ cell`` (E, 3) in Å, differentiable in pos and cell."""
     i, j = data[K.EDGE_INDEX]
-    batch = data[K.BATCH] if data[K.BATCH] is not None else torch.zeros_like(data[K.ATOMIC_NUMBERS])
-    edge_cell = cell[batch[i]]  # (E, 3, 3)
+    edge_cell = cell[batch_index(data)[i]]  # (E, 3, 3)
     offsets = torch.einsum("ea,eab->eb", data[K.EDGE_SHIFTS], edge_cell)
     return pos[j] - pos[i] + offsets

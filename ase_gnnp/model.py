@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 from ase_gnnp import keys as K
 from ase_gnnp.config import ModelConfig
 from ase_gnnp.elements import MAX_Z
-from ase_gnnp.graph import edge_vectors
+from ase_gnnp.graph import batch_index, edge_vectors
 from ase_gnnp.nn import ElementEmbedding, Interaction, RadialEmbedding
 from ase_gnnp.nn.interaction import hidden_irreps
 
@@ -125,9 +125,7 @@ class GNNPModel(nn.Module):
             ``energy`` (B,), ``energies`` (N,), ``latent`` (N, C), and ``forces``,
             ``stress``, ``virial`` when asked.
         """
-        batch = data[K.BATCH]
-        if batch is None:
-            batch = torch.zeros_like(data[K.ATOMIC_NUMBERS])
+        batch = batch_index(data)
         num_graphs = data[K.CELL].shape[0]
         pos = data[K.POSITIONS]
         cell = data[K.CELL]

@@ -341,3 +341,13 @@ def test_overlapping_atoms_are_a_clear_error(calc64, shift):
     atoms.calc = calc64
     with pytest.raises(ValueError, match="overlapping"):
         atoms.get_potential_energy()
+
+
+def test_model_accepts_a_single_graph_and_a_batch(small_model, bulk_atoms):
+    """``GNNPModel`` takes a plain ``Data`` (no ``batch`` field) as well as a ``Batch``."""
+    from ase_gnnp.graph import atoms_to_batch, atoms_to_graph
+
+    single = small_model(atoms_to_graph(bulk_atoms, CUTOFF, torch.float64), stress=True)
+    batched = small_model(atoms_to_batch([bulk_atoms], CUTOFF, torch.float64), stress=True)
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(single[key], batched[key])

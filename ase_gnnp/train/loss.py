@@ -6,6 +6,7 @@ import torch
 from torch_geometric.data import Data
 
 from ase_gnnp import keys as K
+from ase_gnnp.graph import batch_index
 
 
 def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,7 @@ def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
     e_err = (out[K.ENERGY] - data[K.REF_ENERGY].to(out[K.ENERGY].dtype)) / natoms
     terms["energy"] = _masked_mean(e_err.pow(2), weight * data[K.HAS_ENERGY])
     if K.FORCES in out:
-        atom_w = weight[data[K.BATCH]] * data[K.HAS_FORCES]
+        atom_w = weight[batch_index(data)] * data[K.HAS_FORCES]
         f_err = (out[K.FORCES] - data[K.REF_FORCES]).pow(2).mean(-1)
         terms["forces"] = _masked_mean(f_err, atom_w)
     if K.STRESS in out:
