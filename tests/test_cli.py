@@ -148,3 +148,14 @@ def test_md_default_trajectory_never_overwrites(tiny_model_path, tmp_path, monke
     assert main(args) == 0 and main(args) == 0
     assert (tmp_path / "md.traj").is_file() and (tmp_path / "md-1.traj").is_file()
     assert "md-1.traj" in capsys.readouterr().out
+
+
+def test_resume_rejects_options_that_would_change_the_run(labelled_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(labelled_file), "--out", str(out), "--epochs", "1",
+            "--cutoff", "3.5", "--channels", "4", "--lmax", "1", "--threads", "1",
+            "--val-fraction", "0.34", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert main(["train", "--out", str(out), "--resume", "--lr", "0.1", "--no-progress"]) == 2
+    assert "cannot change" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--channels", "8"]) == 2

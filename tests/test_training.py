@@ -116,7 +116,7 @@ def test_resume_equals_uninterrupted(tiny_dataset, tmp_path):
 
     Trainer(_config(tiny_dataset, out_b, epochs=2), progress=False).run()
     assert [int(r["epoch"]) for r in _metrics(out_b)] == [1, 2]
-    result = Trainer(_config(tiny_dataset, out_b, epochs=4), resume=True, progress=False).run()
+    result = Trainer.resume(out_b, progress=False, epochs=4).run()
     assert result["epochs"] == 4
 
     a, b = _final_weights(out_a), _final_weights(out_b)
@@ -151,7 +151,7 @@ def test_resume_after_a_kill_keeps_each_epoch_once(tiny_dataset, tmp_path, monke
         trainer.run()
     monkeypatch.setattr(Trainer, "train_epoch", original)
     assert [int(r["epoch"]) for r in _metrics(out)] == [1, 2]
-    Trainer(_config(tiny_dataset, out, epochs=4), resume=True, progress=False).run()
+    Trainer.resume(out, progress=False, epochs=4).run()
     assert [int(r["epoch"]) for r in _metrics(out)] == [1, 2, 3, 4]
 
 
@@ -167,7 +167,7 @@ def test_existing_run_needs_resume_or_overwrite(tiny_dataset, tmp_path):
 
 def test_resume_without_checkpoint(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="resume"):
-        Trainer(_config(tiny_dataset, tmp_path / "empty"), resume=True, progress=False)
+        Trainer.resume(tmp_path / "empty", progress=False)
 
 
 def test_resume_from_a_corrupt_state_is_a_clear_error(tiny_dataset, tmp_path):
@@ -175,7 +175,7 @@ def test_resume_from_a_corrupt_state_is_a_clear_error(tiny_dataset, tmp_path):
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"\x00 not a torch file")
     with pytest.raises(ValueError, match="training state .* corrupt"):
-        Trainer(_config(tiny_dataset, out), resume=True, progress=False)
+        Trainer.resume(out, progress=False)
 
 
 @pytest.mark.slow
@@ -292,3 +292,14 @@ def test_cosine_schedule_follows_epochs_or_time_budget(tiny_dataset, tmp_path):
     trainer.run()
     lrs = [float(r["lr"]) for r in _metrics(tmp_path / "cos")]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.2 * 5e-3
+
+
+def test_resume_keeps_the_saved_run_and_refuses_other_changes(tiny_dataset, tmp_path):
+    """Resuming never resets unspecified options to defaults, and only run length may change."""
+    out = tmp_path / "keep"
+    config = _config(tiny_dataset, out, epochs=2, patience=7, max_minutes=30.0)
+    Trainer(config, progress=False).run()
+    resumed = Trainer.resume(out, progress=False, epochs=3)
+    assert resumed.config == config.updated(epochs=3)
+    with pytest.raises(ValueError, match="lr"):
+        Trainer.resume(out, progress=False, lr=1.0)

@@ -48,35 +48,26 @@ class Trainer:
     init_from
         Checkpoint or shipped model to start from (its architecture replaces
         ``config.model``); reference energies are fitted only for new elements.
-    resume
-        Continue from ``<out>/checkpoint.pt``, losing no finished epoch. The saved config
-        is used except for :data:`RESUMABLE_OPTIONS`, which are taken from ``config``.
     overwrite
         Allow starting afresh in an output folder that already holds a run.
     progress
         Show tqdm progress bars.
+    state
+        A saved training state to continue from; use :meth:`Trainer.resume`.
     """
 
     def __init__(
         self,
         config: TrainConfig,
         init_from: str | None = None,
-        resume: bool = False,
         overwrite: bool = False,
         progress: bool = True,
+        state: dict | None = None,
     ) -> None:
         self.out = Path(config.out)
         self.state_path = self.out / "checkpoint.pt"
-        if resume:
-            if not self.state_path.is_file():
-                raise ValueError(f"--resume: no {self.state_path} to resume from")
-            state = read_torch_file(self.state_path, "training state")
-            if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-                raise ValueError(f"{self.state_path} is not an ase_gnnp training state")
-            # the run is defined by the saved config; only its length and threads may change
-            saved = TrainConfig.from_dict(state["config"])
-            config = saved.updated(**{k: getattr(config, k) for k in RESUMABLE_OPTIONS})
-        elif self.state_path.exists() and not overwrite:
+        resume = state is not None
+        if not resume and self.state_path.exists() and not overwrite:
             raise ValueError(
                 f"{self.out} already holds a training run; pass --resume to continue it or "
                 f"--overwrite to start afresh"
@@ -122,6 +113,27 @@ class Trainer:
                 self.model, self.train_graphs, refit_known=init_from is None
             )
             self.ema = EMA(self.model, config.ema_decay)
+
+    @classmethod
+    def resume(cls, out: str | Path, progress: bool = True, **overrides) -> Trainer:
+        """Continue the run saved in ``out``, losing no finished epoch.
+
+        The saved config defines the run; only :data:`RESUMABLE_OPTIONS` (``epochs``,
+        ``max_minutes``, ``threads``, ``patience``) may be changed through ``overrides``.
+        """
+        path = Path(out) / "checkpoint.pt"
+        if not path.is_file():
+            raise ValueError(f"--resume: no {path} to resume from")
+        state = read_torch_file(path, "training state")
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path} is not an ase_gnnp training state")
+        bad = sorted(set(overrides) - set(RESUMABLE_OPTIONS))
+        if bad:
+            raise ValueError(
+                f"options {bad} cannot change when resuming; only {list(RESUMABLE_OPTIONS)} can"
+            )
+        config = TrainConfig.from_dict(state["config"]).updated(out=str(out), **overrides)
+        return cls(config, progress=progress, state=state)
 
     # ------------------------------------------------------------------ data
     def _load_data(self) -> None:
