@@ -70,7 +70,7 @@ class GNNPCalculator(Calculator):
             )
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        self.device = torch.device(device)
+        self.device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0"
         self.dtype = dtype or model.dtype
         if model.dtype != self.dtype or model.scale.device != self.device:
             # convert a copy: the caller's model object is never changed
@@ -117,12 +117,13 @@ class GNNPCalculator(Calculator):
         batch = (graphs[0] if len(graphs) == 1 else Batch.from_data_list(graphs)).to(self.device)
         out = self.model(batch, forces=True, stress=stress)
         counts = batch[K.NUM_ATOMS].tolist()
+        total = out[K.ENERGY].detach().cpu().double().numpy()
         energies = out[K.ATOMIC_ENERGIES].detach().cpu().double().numpy()
         forces = out[K.FORCES].detach().cpu().double().numpy()
         results, start = [], 0
         for k, n in enumerate(counts):
             res = {
-                "energy": float(out[K.ENERGY][k].detach()),
+                "energy": float(total[k]),
                 "energies": energies[start : start + n].copy(),
                 "forces": forces[start : start + n].copy(),
             }
@@ -162,6 +163,8 @@ class GNNPCalculator(Calculator):
             Per structure: ``energy``, ``free_energy`` (eV), ``energies`` (n,), ``forces``
             (n, 3) eV/Å and, with stress, ``stress`` (6,) Voigt eV/Å^3.
         """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         atoms_list = [atoms_list] if isinstance(atoms_list, Atoms) else list(atoms_list)
         for k, atoms in enumerate(atoms_list):
             if not isinstance(atoms, Atoms):
@@ -169,8 +172,11 @@ class GNNPCalculator(Calculator):
         if stress is None:
             stress = all(np.all(a.pbc) for a in atoms_list)
         elif stress:
-            for a in atoms_list:
-                self._check_stress_request(a, ["stress"])
+            for k, a in enumerate(atoms_list):
+                try:
+                    self._check_stress_request(a, ["stress"])
+                except ValueError as err:
+                    raise ValueError(f"atoms_list[{k}]: {err}") from None
         results = []
         for start in range(0, len(atoms_list), batch_size):
             results += self._evaluate(atoms_list[start : start + batch_size], stress)

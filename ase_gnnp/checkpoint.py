@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -35,11 +36,18 @@ def model_payload(model: GNNPModel, metadata: dict | None = None) -> dict:
     }
 
 
+def atomic_save(obj: object, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def save_model(model: GNNPModel, path: str | Path, metadata: dict | None = None) -> Path:
     """Write ``model`` to ``path`` (a ``.pt`` file readable by :func:`load_model`)."""
-    path = Path(path)
-    torch.save(model_payload(model, metadata), path)
-    return path
+    return atomic_save(model_payload(model, metadata), path)
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

@@ -54,6 +54,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.lmax, int) or not 0 <= self.lmax <= 4:
             raise ValueError(f"lmax must be an integer in 0..4, got {self.lmax!r}")
+        if not isinstance(self.cutoff_p, int) or self.cutoff_p < 2:
+            raise ValueError(f"cutoff_p must be an integer >= 2, got {self.cutoff_p!r}")
         if not self.cutoff > 0:
             raise ValueError(f"cutoff must be positive (Å), got {self.cutoff!r}")
 

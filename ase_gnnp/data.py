@@ -17,7 +17,7 @@ from torch_geometric.data import Data
 from ase_gnnp import keys as K
 from ase_gnnp.graph import atoms_to_graph
 
-__all__ = ["DataKeys", "read_structures", "labelled_graph", "split_indices"]
+__all__ = ["DataKeys", "config_types", "labelled_graph", "read_structures", "split_indices"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,11 @@ def read_structures(
                     f"{name} key to the name used in the file or leave {name} out"
                 )
     return frames
+
+
+def config_types(frames: Sequence[Atoms]) -> list[str]:
+    """``info["config_type"]`` of each frame (``"all"`` where absent)."""
+    return [str(a.info.get("config_type", "all")) for a in frames]
 
 
 def reference_labels(atoms: Atoms, keys: DataKeys = DataKeys()) -> dict:

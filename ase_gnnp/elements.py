@@ -383,7 +383,7 @@ def check_atomic_numbers(numbers: Iterable[int] | np.ndarray) -> None:
         alone when ASE has no symbol for it).
     """
     values = np.asarray(numbers).ravel()
-    bad = sorted({int(z) for z in values if z < 1 or z > MAX_Z})
+    bad = np.unique(values[(values < 1) | (values > MAX_Z)]).astype(int).tolist()
     if not bad:
         return
     names = []

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+import torch
 from ase import Atoms
+from ase.stress import full_3x3_to_voigt_6_stress
 from torch_geometric.data import Batch, Data
 
 from ase_gnnp import keys as K
-from ase_gnnp.data import DataKeys, labelled_graph
+from ase_gnnp.data import DataKeys, config_types, labelled_graph
 from ase_gnnp.model import GNNPModel
-
-_VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
 
 
 class ErrorAccumulator:
@@ -43,7 +43,7 @@ class ErrorAccumulator:
             if bool(data[K.HAS_FORCES][start]) if n else False:
                 row["forces"] = f_err[start : start + n].ravel()
             if has_s and bool(data[K.HAS_STRESS][k]):
-                row["stress"] = s_err[k][_VOIGT]
+                row["stress"] = full_3x3_to_voigt_6_stress(s_err[k])
             self.rows.append(row)
             start += n
 
@@ -75,16 +75,28 @@ class ErrorAccumulator:
 
 
 def evaluate_graphs(
-    model: GNNPModel, batches: Iterable[Batch], groups: Iterable[Sequence[str]]
+    model: GNNPModel,
+    batches: Iterable[Batch],
+    groups: Iterable[Sequence[str]],
+    loss_fn: Callable[[dict, Batch], torch.Tensor] | None = None,
 ) -> dict:
-    """Metrics of ``model`` over labelled batches; ``groups`` gives config types per batch."""
+    """Metrics of ``model`` over labelled batches; ``groups`` gives config types per batch.
+
+    With ``loss_fn(out, batch)``, the structure-weighted mean loss is added as ``"loss"``.
+    """
     acc = ErrorAccumulator()
-    model.eval()
+    loss, count = 0.0, 0
     for data, grp in zip(batches, groups):
         stress = bool(data[K.HAS_STRESS].any())
         out = model(data, forces=True, stress=stress)
         acc.add(out, data, grp)
-    return acc.summary()
+        if loss_fn is not None:
+            loss += float(loss_fn(out, data).detach()) * data.num_graphs
+            count += data.num_graphs
+    summary = acc.summary()
+    if loss_fn is not None:
+        summary["loss"] = loss / max(count, 1)
+    return summary
 
 
 def evaluate_structures(
@@ -96,7 +108,7 @@ def evaluate_structures(
     """Metrics of ``model`` on labelled ``frames`` (grouped by ``info['config_type']``)."""
     dtype = model.dtype
     graphs = [labelled_graph(a, model.cutoff, keys, dtype) for a in frames]
-    groups = [a.info.get("config_type", "all") for a in frames]
+    groups = config_types(frames)
     chunks = range(0, len(graphs), batch_size)
     batches = (Batch.from_data_list(graphs[i : i + batch_size]) for i in chunks)
     return evaluate_graphs(model, batches, (groups[i : i + batch_size] for i in chunks))

@@ -56,6 +56,11 @@ def check_atoms(atoms: Atoms) -> None:
             )
 
 
+def periodic_box(atoms: Atoms) -> np.ndarray:
+    """Cell (3, 3) in Å with the rows of non-periodic directions set to zero."""
+    return np.where(np.asarray(atoms.pbc, dtype=bool)[:, None], atoms.cell.array, 0.0)
+
+
 def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """Full neighbour list within ``cutoff`` (Å) from vesin.
 
@@ -72,9 +77,7 @@ def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
         Lattice shifts ``S`` with ``r_ij = r_j - r_i + S @ cell``.
     """
     pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = atoms.cell.array if pbc.any() else np.zeros((3, 3))
-    # vesin wants a valid box along periodic axes only; zero rows are fine elsewhere
-    box = np.where(pbc[:, None], cell, 0.0)
+    box = periodic_box(atoms)
     nl = NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, shifts, dist = nl.compute(atoms.positions, box, pbc.tolist(), quantities="ijSd")
     close = np.nonzero(dist < MIN_DISTANCE)[0]
@@ -111,7 +114,7 @@ def atoms_to_graph(
     check_atoms(atoms)
     edge_index, shifts = neighbor_list(atoms, cutoff)
     pbc = torch.as_tensor(np.asarray(atoms.pbc, dtype=bool)).view(1, 3)
-    cell = atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3))
+    cell = periodic_box(atoms)
     data = Data(
         pos=torch.as_tensor(atoms.positions, dtype=dtype),
         numbers=torch.as_tensor(atoms.numbers, dtype=torch.long),

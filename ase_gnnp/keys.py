@@ -9,7 +9,8 @@ ATOMIC_NUMBERS = "numbers"  # (N,) int64
 CELL = "cell"  # (B, 3, 3) Å, rows are lattice vectors; zeros where not periodic
 PBC = "pbc"  # (B, 3) bool
 EDGE_INDEX = "edge_index"  # (2, E): row 0 centre atom i, row 1 neighbour j
-EDGE_SHIFTS = "shifts"  # (E, 3) integer lattice shifts S: r_ij = r_j - r_i + S @ cell
+# (E, 3) lattice shifts S, integers stored in float dtype: r_ij = r_j - r_i + S @ cell
+EDGE_SHIFTS = "shifts"
 BATCH = "batch"  # (N,) structure index of each atom
 NUM_ATOMS = "natoms"  # (B,)
 

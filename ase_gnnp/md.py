@@ -67,6 +67,8 @@ def run_md(
         ``atom_steps_per_s`` (excluding the first, warm-up step), ``steps``, ``natoms``,
         final ``temperature_K``, ``etot_drift_eV_per_atom`` (NVE: last − first total energy).
     """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if ensemble not in ("langevin", "nve"):
         raise ValueError(f"ensemble must be 'langevin' or 'nve', got {ensemble!r}")
     rng = np.random.default_rng(seed)

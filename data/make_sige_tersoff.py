@@ -9,7 +9,7 @@ results, so ``atoms.get_potential_energy()`` etc. work after ``ase.io.read``.
 Groups (per seed): rattled and strained (±3 %) crystals over x_Ge in 0..1, Langevin MD
 snapshots at 300–1500 K, vacancies, (100)/(110)/(111) surface slabs, and random
 Si_{1-x}Ge_x alloys for x = 0, 0.1, ..., 1. Run: ``python data/make_sige_tersoff.py``
-(about ten minutes on 2 cores). Refuses to overwrite existing files unless ``--force``.
+(about two minutes on 2 cores). Refuses to overwrite existing files unless ``--force``.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def label(atoms: Atoms, config_type: str, seed: int) -> Atoms:
     return atoms
 
 
-def md_snapshots(atoms, temperature, n_snap, every, rng, seed):
+def md_snapshots(atoms, temperature, n_snap, every, rng):
     atoms = atoms.copy()
     atoms.calc = tersoff_sige()
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
@@ -102,14 +102,14 @@ def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
     # 2. MD snapshots 300-1500 K (64 atoms)
     for temperature in tqdm([300, 600, 900, 1200, 1500], desc=f"md (seed {seed})"):
         for x in (0.0, 0.5, 1.0):
-            for atoms in md_snapshots(crystal(x, (2, 2, 2), rng), temperature, n(6), 40, rng, seed):
+            for atoms in md_snapshots(crystal(x, (2, 2, 2), rng), temperature, n(6), 40, rng):
                 frames.append(label(atoms, f"md{temperature}", seed))
 
     # 3. vacancies (63 atoms), short MD at 300-900 K
     for _ in tqdm(range(n(8)), desc=f"vacancy (seed {seed})"):
         atoms = crystal(rng.choice([0.0, 0.5, 1.0]), (2, 2, 2), rng)
         del atoms[int(rng.integers(len(atoms)))]
-        for snap in md_snapshots(atoms, rng.choice([300, 600, 900]), 3, 30, rng, seed):
+        for snap in md_snapshots(atoms, rng.choice([300, 600, 900]), 3, 30, rng):
             frames.append(label(snap, "vacancy", seed))
 
     # 4. surfaces: 3-D periodic slabs with 10 Å of vacuum
@@ -120,7 +120,7 @@ def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
         slab = surface(unit, miller, layers=4, vacuum=5.0, periodic=True)
         if len(slab) < 24:
             slab = slab * (2, 1, 1)
-        for snap in md_snapshots(slab, rng.choice([300, 600]), 2, 30, rng, seed):
+        for snap in md_snapshots(slab, rng.choice([300, 600]), 2, 30, rng):
             frames.append(label(snap, "surface", seed))
 
     # 5. random alloys over the whole composition range, rattled (64 atoms)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ase_gnnp import GNNPCalculator, load_model
+from ase_gnnp import GNNPCalculator
 from ase_gnnp.config import ModelConfig
 from ase_gnnp.md import md_throughput
 from ase_gnnp.train import TrainConfig, Trainer
@@ -68,7 +68,7 @@ def main() -> None:
     result = Trainer(config, overwrite=args.overwrite, progress=True).run()
     train_wall = time.perf_counter() - t0
 
-    calc = GNNPCalculator(load_model(args.out / "model.pt"))
+    calc = GNNPCalculator(args.out / "model.pt")
     speed = [md_throughput(calc, n, steps=args.md_steps + 1) for n in args.sizes]
     val = result["val_metrics"]
     report = {

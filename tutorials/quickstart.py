@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from ase import units
 from ase.build import bulk
 from ase.io import read
 
@@ -43,7 +44,7 @@ def main() -> None:
         results[name] = (
             atoms.get_potential_energy() / len(atoms),
             atoms.get_forces(),
-            atoms.get_stress() * 160.21766,  # eV/Å^3 -> GPa
+            atoms.get_stress() / units.GPa,  # eV/Å^3 -> GPa
         )
     (em, fm, sm), (et, ft, st) = results["model"], results["teacher"]
     print(f"Si{np.sum(atoms.numbers == 14)}Ge{np.sum(atoms.numbers == 32)}, rattled:")

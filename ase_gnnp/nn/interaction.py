@@ -52,12 +52,11 @@ class Interaction(nn.Module):
 
         self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
         # 'uvu' paths from every input irrep and edge harmonic to every allowed output l
-        lmax_out = max(ir.l for _, ir in self.irreps_out)
         mid, instructions = [], []
         for i_in, (mul, ir_in) in enumerate(self.irreps_in):
             for i_sh, (_, ir_sh) in enumerate(o3.Irreps(irreps_sh)):
                 for ir_out in ir_in * ir_sh:
-                    if ir_out.l <= lmax_out and ir_out in [ir for _, ir in self.irreps_out]:
+                    if ir_out in [ir for _, ir in self.irreps_out]:
                         instructions.append((i_in, i_sh, len(mid), "uvu", True))
                         mid.append((mul, ir_out))
         irreps_mid = o3.Irreps(mid)
@@ -84,7 +83,6 @@ class Interaction(nn.Module):
             gated,
         )
         self.linear_down = o3.Linear(irreps_mid, self.gate.irreps_in)
-        self.irreps_mid = irreps_mid
         self.self_connection = o3.Linear(self.irreps_in, self.gate.irreps_out)
 
     def forward(

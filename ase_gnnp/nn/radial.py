@@ -55,7 +55,6 @@ class RadialEmbedding(nn.Module):
         super().__init__()
         self.basis = BesselBasis(cutoff, num_basis)
         self.envelope = PolynomialCutoff(cutoff, p)
-        self.num_basis = num_basis
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         return self.basis(r) * self.envelope(r).unsqueeze(-1)

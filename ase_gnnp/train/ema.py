@@ -13,7 +13,8 @@ class EMA:
 
     The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so early
     averages are not dominated by the random initial weights. Buffers (statistics) are
-    copied, not averaged. ``decay = 0`` makes the shadow a copy.
+    taken from the model when the EMA is created (data statistics are fitted before
+    training) and not averaged. ``decay = 0`` makes the shadow a copy.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -31,8 +32,6 @@ class EMA:
         decay = min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
         for s, p in zip(self.shadow.parameters(), model.parameters()):
             s.lerp_(p.detach(), 1.0 - decay)
-        for s, b in zip(self.shadow.buffers(), model.buffers()):
-            s.copy_(b)
 
     def state_dict(self) -> dict:
         return {"num_updates": self.num_updates, "shadow": self.shadow.state_dict()}

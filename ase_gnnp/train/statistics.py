@@ -87,8 +87,9 @@ def fit_statistics(model: GNNPModel, graphs: Sequence[Data], refit_known: bool =
             if forces.numel():
                 scale = float(forces.double().pow(2).mean().sqrt())
             else:
+                e0_table = np.array([e0.get(z, 0.0) for z in range(MAX_Z + 1)])
                 residual = [
-                    (float(g[K.REF_ENERGY].sum()) - sum(e0[int(z)] for z in g[K.ATOMIC_NUMBERS]))
+                    (float(g[K.REF_ENERGY].sum()) - e0_table[g[K.ATOMIC_NUMBERS].numpy()].sum())
                     / g.num_nodes
                     for g in graphs
                     if bool(g[K.HAS_ENERGY].all())

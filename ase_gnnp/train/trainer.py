@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from pathlib import Path
 
@@ -13,9 +12,9 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from ase_gnnp import keys as K
-from ase_gnnp.checkpoint import load_model, model_payload, read_torch_file
-from ase_gnnp.data import labelled_graph, read_structures, split_indices
-from ase_gnnp.evaluate import ErrorAccumulator
+from ase_gnnp.checkpoint import atomic_save, load_model, read_torch_file, save_model
+from ase_gnnp.data import config_types, labelled_graph, read_structures, split_indices
+from ase_gnnp.evaluate import evaluate_graphs
 from ase_gnnp.model import GNNPModel
 from ase_gnnp.train.config import TrainConfig
 from ase_gnnp.train.ema import EMA
@@ -30,12 +29,6 @@ METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "val_loss", "val_energy_mae_per_atom", "val_force_mae",
     "val_stress_mae", "wall_s",
 ]  # fmt: skip
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -90,7 +83,8 @@ class Trainer:
         self.weights = {
             "energy": config.energy_weight,
             "forces": config.forces_weight,
-            "stress": config.stress_weight,
+            # stress enters the loss only when the training data have stress labels
+            "stress": config.stress_weight if self.use_stress else 0.0,
         }
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -146,8 +140,7 @@ class Trainer:
             val_frames = read_structures(cfg.val_data, cfg.keys, require)
             train_frames = frames
         else:
-            groups = [a.info.get("config_type", "all") for a in frames]
-            train_idx, val_idx = split_indices(groups, cfg.val_fraction, cfg.seed)
+            train_idx, val_idx = split_indices(config_types(frames), cfg.val_fraction, cfg.seed)
             train_frames = [frames[i] for i in train_idx]
             val_frames = [frames[i] for i in val_idx]
         if not train_frames or not val_frames:
@@ -159,7 +152,7 @@ class Trainer:
         make = lambda fr: [labelled_graph(a, cutoff, cfg.keys, self.dtype) for a in fr]  # noqa: E731
         self.train_graphs = make(train_frames)
         self.val_graphs = make(val_frames)
-        self.val_groups = [a.info.get("config_type", "all") for a in val_frames]
+        self.val_groups = config_types(val_frames)
         self.use_stress = cfg.stress_key != "" and any(
             bool(g[K.HAS_STRESS].any()) for g in self.train_graphs
         )
@@ -239,17 +232,15 @@ class Trainer:
 
     def validate(self) -> tuple[float, dict]:
         """Loss and error metrics of the EMA model on the validation set (one pass)."""
-        model = self.ema.shadow
         bs = self.config.batch_size
-        acc = ErrorAccumulator()
-        loss, n = 0.0, 0
-        for k, data in enumerate(DataLoader(self.val_graphs, batch_size=bs)):
-            out = model(data, forces=True, stress=self.use_stress)
-            batch_loss = total_loss(loss_terms(out, data), self.weights)
-            loss += float(batch_loss.detach()) * data.num_graphs
-            n += data.num_graphs
-            acc.add(out, data, self.val_groups[k * bs : (k + 1) * bs])
-        return loss / n, acc.summary()
+        groups = (self.val_groups[i : i + bs] for i in range(0, len(self.val_groups), bs))
+        metrics = evaluate_graphs(
+            self.ema.shadow,
+            DataLoader(self.val_graphs, batch_size=bs),
+            groups,
+            loss_fn=lambda out, data: total_loss(loss_terms(out, data), self.weights),
+        )
+        return metrics.pop("loss"), metrics
 
     def run(self) -> dict:
         """Train until ``epochs``, early stopping or ``max_minutes``; return final metrics."""
@@ -293,7 +284,7 @@ class Trainer:
                 }
                 with open(metrics_csv, "a", newline="") as fh:
                     csv.writer(fh).writerow([row[c] for c in METRIC_COLUMNS])
-                _atomic_save(self._state(), self.state_path)
+                atomic_save(self._state(), self.state_path)
                 bar.update(1)
                 bar.set_postfix(
                     val_F=f"{1000 * metrics.get('force_mae', float('nan')):.1f}meV/Å",
@@ -329,4 +320,4 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "statistics": {k: v for k, v in self.stats.items() if k != "atomic_reference"},
         }
-        _atomic_save(model_payload(self.ema.shadow, metadata), self.out / "model.pt")
+        save_model(self.ema.shadow, self.out / "model.pt", metadata)
