@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512, 4096])
     parser.add_argument("--md-steps", type=int, default=10)
+    parser.add_argument("--lmax", type=int, default=MODEL.lmax)
+    parser.add_argument("--channels", type=int, default=MODEL.channels)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--scheduler", choices=("plateau", "cosine"), default="plateau")
     parser.add_argument("--quick", action="store_true", help="2 epochs, tiny model, 64 atoms")
@@ -53,7 +56,7 @@ def main() -> None:
         raise SystemExit(f"mlearn data not found at {args.data}; pass --data")
     torch.set_num_threads(args.threads)
 
-    model = MODEL
+    model = replace(MODEL, lmax=args.lmax, channels=args.channels)
     epochs = 1000
     if args.quick:
         model, epochs, args.sizes, args.md_steps = ModelConfig(cutoff=5.0, channels=8), 2, [64], 3
