@@ -120,6 +120,8 @@ class GNNPCalculator(Calculator):
         total = out[K.ENERGY].detach().cpu().double().numpy()
         energies = out[K.ATOMIC_ENERGIES].detach().cpu().double().numpy()
         forces = out[K.FORCES].detach().cpu().double().numpy()
+        if stress:
+            voigt = full_3x3_to_voigt_6_stress(out[K.STRESS].detach().cpu().double().numpy())
         results, start = [], 0
         for k, n in enumerate(counts):
             res = {
@@ -129,8 +131,7 @@ class GNNPCalculator(Calculator):
             }
             res["free_energy"] = res["energy"]
             if stress:
-                s = out[K.STRESS][k].detach().cpu().double().numpy()
-                res["stress"] = full_3x3_to_voigt_6_stress(s)
+                res["stress"] = voigt[k].copy()
             results.append(res)
             start += n
         return results

@@ -153,9 +153,8 @@ class Trainer:
         self.train_graphs = make(train_frames)
         self.val_graphs = make(val_frames)
         self.val_groups = config_types(val_frames)
-        self.use_stress = cfg.stress_key != "" and any(
-            bool(g[K.HAS_STRESS].any()) for g in self.train_graphs
-        )
+        # a dropped stress key ("") already leaves every has_stress mask False
+        self.use_stress = any(bool(g[K.HAS_STRESS].any()) for g in self.train_graphs)
 
     def _loader(self, epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
