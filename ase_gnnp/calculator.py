@@ -10,17 +10,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch_geometric.data import Batch
 
 from ase_gnnp import keys as K
 from ase_gnnp.checkpoint import load_model
-from ase_gnnp.graph import atoms_to_graph
+from ase_gnnp.graph import atoms_to_graph, electric_field
 from ase_gnnp.model import GNNPModel
 
 __all__ = ["GNNPCalculator"]
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().double().numpy()
 
 
 class GNNPCalculator(Calculator):
@@ -28,6 +32,13 @@ class GNNPCalculator(Calculator):
 
     Energy, per-atom energies and forces are computed for every structure, and stress for
     cells periodic in all three directions, all in one autograd pass; ASE caches them.
+    Models with long-range charges also give ``charges`` (e) in that pass. Models with a
+    field input give, when one of them is asked for, ``dipole`` (e·Å, molecules only),
+    ``polarizability`` (3×3, e·Å²/V, molecules only; not an ASE standard name: an extra
+    result) and ``born_effective_charges`` ((n, 3, 3) e, ``[i, α, β] = ∂F_iβ/∂𝓔_α``),
+    all exact derivatives of ``E(r; 𝓔)``. The total charge is ``atoms.info["charge"]``
+    (default 0) and the field ``atoms.info["electric_field"]`` (V/Å, default 0) unless
+    ``field`` is given; changing either triggers a new calculation.
 
     Parameters
     ----------
@@ -40,6 +51,9 @@ class GNNPCalculator(Calculator):
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.
     dtype
         ``torch.float32`` or ``torch.float64``; default: the model's own dtype.
+    field
+        Uniform electric field (3,) in V/Å applied to every structure, overriding
+        ``atoms.info["electric_field"]``; needs a model with ``field=True``.
 
     Examples
     --------
@@ -50,7 +64,20 @@ class GNNPCalculator(Calculator):
     >>> forces = atoms.get_forces()  # (2, 3) eV/Å
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = [
+        "energy",
+        "free_energy",
+        "energies",
+        "forces",
+        "stress",
+        "charges",
+        "dipole",
+        "polarizability",
+        "born_effective_charges",
+    ]
+    #: ``atoms.info`` keys that change the result (watched by ``check_state``)
+    info_keys = ("charge", "electric_field")
+    _response_properties = ("dipole", "polarizability", "born_effective_charges")
 
     def __init__(
         self,
@@ -58,6 +85,7 @@ class GNNPCalculator(Calculator):
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
+        field=None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -77,9 +105,33 @@ class GNNPCalculator(Calculator):
             model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
         self.model = model
         self._warned: set[int] = set()
+        self.field = None
+        if field is not None:
+            if not model.config.field:
+                raise ValueError("field was given but this model has no field input (field=False)")
+            self.field = electric_field(Atoms(), field)
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None:
+            for key in self.info_keys:
+                old, new = self.atoms.info.get(key), atoms.info.get(key)
+                if (old is None) != (new is None) or (
+                    old is not None and not np.array_equal(np.asarray(old), np.asarray(new))
+                ):
+                    changes.append("info")
+                    break
+        return changes
 
     def _graph(self, atoms: Atoms):
-        graph = atoms_to_graph(atoms, self.model.cutoff, self.dtype)
+        if not self.model.config.field and self.field is None:
+            efield = atoms.info.get("electric_field")
+            if efield is not None and np.any(np.asarray(efield, dtype=float) != 0):
+                raise ValueError(
+                    f"atoms.info['electric_field'] = {efield!r} but this model has no field "
+                    "input (field=False): it cannot respond to a field"
+                )
+        graph = atoms_to_graph(atoms, self.model.cutoff, self.dtype, field=self.field)
         self._warn_unfitted(atoms.numbers)
         return graph
 
@@ -111,11 +163,34 @@ class GNNPCalculator(Calculator):
             )
         return periodic
 
-    def _evaluate(self, atoms_list: Sequence[Atoms], stress: bool) -> list[dict]:
+    def _check_response_request(self, atoms: Atoms, properties: Sequence[str]) -> bool:
+        asked = [p for p in properties if p in self._response_properties]
+        if "charges" in properties and self.model.charge_head is None:
+            raise PropertyNotImplementedError(
+                "charges need a model with long-range charges (long_range='ewald' or 'pme')"
+            )
+        if not asked:
+            return False
+        if not self.model.config.field:
+            raise PropertyNotImplementedError(
+                f"{', '.join(asked)} need a model with a field input (field=True)"
+            )
+        undefined = [p for p in asked if p in ("dipole", "polarizability")]
+        if undefined and np.any(atoms.pbc):
+            raise ValueError(
+                f"{' and '.join(undefined)} of a periodic cell (pbc={atoms.pbc.tolist()}) "
+                "depend on the choice of periodic images and are undefined; Born effective "
+                "charges and forces are defined (use a molecule without pbc for dipoles)"
+            )
+        return True
+
+    def _evaluate(
+        self, atoms_list: Sequence[Atoms], stress: bool, response: bool = False
+    ) -> list[dict]:
         graphs = [self._graph(a) for a in atoms_list]
         # one structure needs no collation (saves ~1 ms per MD step)
         batch = (graphs[0] if len(graphs) == 1 else Batch.from_data_list(graphs)).to(self.device)
-        out = self.model(batch, forces=True, stress=stress)
+        out = self.model(batch, forces=True, stress=stress, response=response)
         counts = batch[K.NUM_ATOMS].tolist()
         total = out[K.ENERGY].detach().cpu().double().numpy()
         energies = out[K.ATOMIC_ENERGIES].detach().cpu().double().numpy()
@@ -132,6 +207,13 @@ class GNNPCalculator(Calculator):
             res["free_energy"] = res["energy"]
             if stress:
                 res["stress"] = voigt[k].copy()
+            if K.CHARGES in out:
+                res["charges"] = _numpy(out[K.CHARGES])[start : start + n].copy()
+            if response:
+                res["born_effective_charges"] = _numpy(out[K.BORN_CHARGES])[start : start + n]
+                if not batch[K.PBC][k].any():
+                    res["dipole"] = _numpy(out[K.DIPOLE])[k].copy()
+                    res["polarizability"] = _numpy(out[K.POLARIZABILITY])[k].copy()
             results.append(res)
             start += n
         return results
@@ -139,7 +221,8 @@ class GNNPCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         stress = self._check_stress_request(self.atoms, properties)
-        self.results = self._evaluate([self.atoms], stress)[0]
+        response = self._check_response_request(self.atoms, properties)
+        self.results = self._evaluate([self.atoms], stress, response)[0]
 
     def batch_evaluate(
         self,

@@ -36,6 +36,27 @@ class ModelConfig:
         Width of the per-atom energy readout MLP.
     cutoff_p : int
         Exponent of the polynomial cutoff envelope.
+    correlation : int
+        Body order added per interaction layer: 1 is NequIP-style two-body messages; 2 or
+        3 adds channel-wise products of the aggregated neighbour basis (MACE-style), which
+        buys many-body accuracy at a per-atom (not per-edge) cost.
+    last_lmax : int or None
+        With ``correlation > 1``: largest l of the neighbour basis (and its products) in the
+        last layer, whose output is scalars only. ``None`` means ``lmax``; 1 keeps the
+        angular three-body products (l=1 · l=1) and costs about half as much per edge.
+    long_range : str
+        ``"none"``; or ``"ewald"`` / ``"pme"``: a charge head (charge equilibration on the
+        latent features, total charge conserved) and a Coulomb energy through torch-pme,
+        damped inside ``cutoff`` (:class:`ase_gnnp.longrange.Coulomb`). Molecules use a
+        direct sum.
+    field : bool
+        Take a uniform electric field (``atoms.info["electric_field"]``, V/Å) as an l=1
+        input of the network, and, with charges, couple it as ``-Σ q_i r_i·𝓔``, so that
+        dipoles, polarizabilities and Born charges are derivatives of the energy.
+    coulomb_accuracy : float
+        Relative accuracy of the periodic Coulomb sum.
+    coulomb_cutoff : float
+        Real-space cutoff (Å) of the periodic Coulomb sum.
     """
 
     cutoff: float = 5.0
@@ -46,6 +67,12 @@ class ModelConfig:
     radial_hidden: int = 64
     readout_hidden: int = 32
     cutoff_p: int = 6
+    correlation: int = 1
+    last_lmax: int | None = None
+    long_range: str = "none"
+    field: bool = False
+    coulomb_accuracy: float = 1e-6
+    coulomb_cutoff: float = 8.0
 
     def __post_init__(self) -> None:
         for name in ("channels", "num_layers", "num_radial", "radial_hidden", "readout_hidden"):
@@ -54,6 +81,26 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.lmax, int) or not 0 <= self.lmax <= 4:
             raise ValueError(f"lmax must be an integer in 0..4, got {self.lmax!r}")
+        if not isinstance(self.correlation, int) or not 1 <= self.correlation <= 4:
+            raise ValueError(f"correlation must be an integer in 1..4, got {self.correlation!r}")
+        if self.last_lmax is not None and (
+            not isinstance(self.last_lmax, int) or not 0 <= self.last_lmax <= self.lmax
+        ):
+            raise ValueError(
+                f"last_lmax must be None or an integer in 0..lmax, got {self.last_lmax!r}"
+            )
+        if self.long_range not in ("none", "ewald", "pme"):
+            raise ValueError(
+                f"long_range must be 'none', 'ewald' or 'pme', got {self.long_range!r}"
+            )
+        if not isinstance(self.field, bool):
+            raise TypeError(f"field must be True or False, got {self.field!r}")
+        if not 0.0 < self.coulomb_accuracy < 1e-2:
+            raise ValueError(
+                f"coulomb_accuracy must be in (0, 0.01), got {self.coulomb_accuracy!r}"
+            )
+        if not self.coulomb_cutoff > 0.0:
+            raise ValueError(f"coulomb_cutoff must be positive (Å), got {self.coulomb_cutoff!r}")
         if not isinstance(self.cutoff_p, int) or self.cutoff_p < 2:
             raise ValueError(f"cutoff_p must be an integer >= 2, got {self.cutoff_p!r}")
         if not self.cutoff > 0:

@@ -17,7 +17,14 @@ from torch_geometric.data import Data
 from ase_gnnp import keys as K
 from ase_gnnp.graph import atoms_to_graph
 
-__all__ = ["DataKeys", "config_types", "labelled_graph", "read_structures", "split_indices"]
+__all__ = [
+    "LABELS",
+    "DataKeys",
+    "config_types",
+    "labelled_graph",
+    "read_structures",
+    "split_indices",
+]
 
 
 @dataclass(frozen=True)
@@ -25,14 +32,24 @@ class DataKeys:
     """Where reference labels live in an extxyz file.
 
     ``None`` (default) means the ASE calculator results stored in the file
-    (``atoms.get_potential_energy()``, ``get_forces()``, ``get_stress()``); a string names
-    an ``atoms.info`` key (energy, stress) or ``atoms.arrays`` key (forces). Set a key to
-    ``""`` to train without that label.
+    (``atoms.get_potential_energy()``, ``get_forces()``, ``get_stress()``,
+    ``get_dipole_moment()``, ``get_charges()``; for the polarizability, which ASE has no
+    name for, ``info["polarizability"]``); a string names an ``atoms.info`` key (energy,
+    stress, dipole, polarizability) or ``atoms.arrays`` key (forces, charges). Set a key to
+    ``""`` to train without that label. Dipoles are used for molecules only (a periodic
+    cell has none).
     """
 
     energy: str | None = None
     forces: str | None = None
     stress: str | None = None
+    dipole: str | None = None
+    polarizability: str | None = None
+    charges: str | None = None
+
+
+LABELS = ("energy", "forces", "stress", "dipole", "polarizability", "charges")
+_PER_ATOM = ("forces", "charges")
 
 
 def _calc_result(atoms: Atoms, name: str):
@@ -44,7 +61,10 @@ def _label(atoms: Atoms, key: str | None, default: str, where: str):
     if key == "":
         return None
     if key is None:
-        return _calc_result(atoms, default)
+        value = _calc_result(atoms, default)
+        if value is None and default == "polarizability":
+            value = atoms.info.get(default)
+        return value
     store = atoms.arrays if where == "arrays" else atoms.info
     if key in store:
         return store[key]
@@ -63,7 +83,7 @@ def read_structures(
     keys
         Label locations, see :class:`DataKeys`.
     require
-        Labels (``"energy"``, ``"forces"``, ``"stress"``) that every frame must have.
+        Labels (names in :data:`LABELS`) that every frame must have.
         A label whose key is named explicitly in ``keys`` is always required: asking for
         a key the file does not hold is an error, never a silently empty label.
 
@@ -77,7 +97,7 @@ def read_structures(
     if not path.is_file():
         raise ValueError(f"data file {str(path)!r} does not exist")
     frames = read(path, index=":", format="extxyz")
-    named = [n for n in ("energy", "forces", "stress") if getattr(keys, n)]
+    named = [n for n in LABELS if getattr(keys, n)]
     required = list(dict.fromkeys([*require, *named]))
     for idx, atoms in enumerate(frames):
         labels = reference_labels(atoms, keys)
@@ -98,20 +118,33 @@ def config_types(frames: Sequence[Atoms]) -> list[str]:
 
 
 def reference_labels(atoms: Atoms, keys: DataKeys = DataKeys()) -> dict:
-    """Energy (eV), forces (n, 3) eV/Å and 3×3 stress eV/Å^3 of a frame, or ``None`` each."""
-    energy = _label(atoms, keys.energy, "energy", "info")
-    forces = _label(atoms, keys.forces, "forces", "arrays")
-    stress = _label(atoms, keys.stress, "stress", "info")
+    """Labels of a frame, ``None`` where absent: energy (eV), forces (n, 3) eV/Å, 3×3
+    stress eV/Å^3, dipole (3,) e·Å, 3×3 polarizability e·Å²/V, charges (n,) e."""
+    raw = {
+        name: _label(atoms, getattr(keys, name), name, "arrays" if name in _PER_ATOM else "info")
+        for name in LABELS
+    }
+    stress = raw["stress"]
     if stress is not None:
         stress = np.asarray(stress, dtype=float)
         stress = (
             voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
         )
-    return {
-        "energy": None if energy is None else float(energy),
-        "forces": None if forces is None else np.asarray(forces, dtype=float),
+    shapes = {"dipole": (3,), "polarizability": (3, 3), "charges": (len(atoms),)}
+    out = {
+        "energy": None if raw["energy"] is None else float(raw["energy"]),
+        "forces": None if raw["forces"] is None else np.asarray(raw["forces"], dtype=float),
         "stress": stress,
     }
+    for name, shape in shapes.items():
+        value = raw[name]
+        if value is not None:
+            value = np.asarray(value, dtype=float)
+            if value.size != np.prod(shape):
+                raise ValueError(f"{name} label must have shape {shape}, got {value.shape}")
+            value = value.reshape(shape)
+        out[name] = value
+    return out
 
 
 def labelled_graph(
@@ -125,6 +158,8 @@ def labelled_graph(
     labels = reference_labels(atoms, keys)
     n = len(atoms)
     energy, forces, stress = labels["energy"], labels["forces"], labels["stress"]
+    dipole, polar, charges = labels["dipole"], labels["polarizability"], labels["charges"]
+    molecule = not bool(np.any(atoms.pbc))
     targets = {
         K.REF_ENERGY: torch.tensor([0.0 if energy is None else energy], dtype=torch.float64),
         K.HAS_ENERGY: torch.tensor([energy is not None]),
@@ -135,6 +170,16 @@ def labelled_graph(
         ).view(1, 3, 3),
         K.HAS_STRESS: torch.tensor([stress is not None and bool(np.all(atoms.pbc))]),
         K.WEIGHT: torch.tensor([float(weight)], dtype=dtype),
+        K.REF_DIPOLE: torch.as_tensor(np.zeros(3) if dipole is None else dipole, dtype=dtype).view(
+            1, 3
+        ),
+        K.HAS_DIPOLE: torch.tensor([dipole is not None and molecule]),
+        K.REF_POLARIZABILITY: torch.as_tensor(
+            np.zeros((3, 3)) if polar is None else polar, dtype=dtype
+        ).view(1, 3, 3),
+        K.HAS_POLARIZABILITY: torch.tensor([polar is not None and molecule]),
+        K.REF_CHARGES: torch.as_tensor(np.zeros(n) if charges is None else charges, dtype=dtype),
+        K.HAS_CHARGES: torch.full((n,), charges is not None),
     }
     return atoms_to_graph(atoms, cutoff, dtype, targets)
 

@@ -15,12 +15,32 @@ from ase_gnnp import keys as K
 from ase_gnnp.data import DataKeys, config_types, labelled_graph
 from ase_gnnp.model import GNNPModel
 
+#: optional outputs compared per component: (output, reference, mask)
+_EXTRA = (
+    (K.DIPOLE, K.REF_DIPOLE, K.HAS_DIPOLE),
+    (K.POLARIZABILITY, K.REF_POLARIZABILITY, K.HAS_POLARIZABILITY),
+    (K.CHARGES, K.REF_CHARGES, K.HAS_CHARGES),
+)
+
+
+def forward_options(model: GNNPModel, data: Data) -> dict:
+    """Keyword arguments of ``model(data, ...)`` that produce every label ``data`` holds."""
+    has = lambda key: key in data and bool(data[key].any())  # noqa: E731
+    field = bool(model.config.field)
+    return {
+        "forces": True,
+        "stress": has(K.HAS_STRESS),
+        "dipole": field and has(K.HAS_DIPOLE),
+        "response": field and has(K.HAS_POLARIZABILITY),
+    }
+
 
 class ErrorAccumulator:
     """Collects per-structure errors and reduces them to MAE/RMSE tables.
 
     Energies are compared per atom (eV/atom), forces per Cartesian component (eV/Å),
-    stresses per Voigt component (eV/Å^3).
+    stresses per Voigt component (eV/Å^3), dipoles per component (e·Å), polarizabilities
+    per tensor element (e·Å²/V), charges per atom (e).
     """
 
     def __init__(self) -> None:
@@ -44,6 +64,16 @@ class ErrorAccumulator:
                 row["forces"] = f_err[start : start + n].ravel()
             if has_s and bool(data[K.HAS_STRESS][k]):
                 row["stress"] = full_3x3_to_voigt_6_stress(s_err[k])
+            for name, ref, mask in _EXTRA:
+                if (
+                    name in out
+                    and ref in data
+                    and bool(data[mask][start if name == K.CHARGES else k])
+                ):
+                    pred = out[name].detach().double().cpu().numpy()
+                    true = data[ref].double().cpu().numpy()
+                    rows = slice(start, start + n) if name == K.CHARGES else k
+                    row[name] = (pred[rows] - true[rows]).ravel()
             self.rows.append(row)
             start += n
 
@@ -54,6 +84,9 @@ class ErrorAccumulator:
             ("energy", "energy", "per_atom"),
             ("forces", "force", ""),
             ("stress", "stress", ""),
+            (K.DIPOLE, "dipole", ""),
+            (K.POLARIZABILITY, "polarizability", ""),
+            (K.CHARGES, "charge", ""),
         ):
             values = [np.atleast_1d(r[name]) for r in rows if name in r]
             if not values:
@@ -87,8 +120,7 @@ def evaluate_graphs(
     acc = ErrorAccumulator()
     loss, count = 0.0, 0
     for data, grp in zip(batches, groups):
-        stress = bool(data[K.HAS_STRESS].any())
-        out = model(data, forces=True, stress=stress)
+        out = model(data, **forward_options(model, data))
         acc.add(out, data, grp)
         if loss_fn is not None:
             loss += float(loss_fn(out, data).detach()) * data.num_graphs
@@ -133,4 +165,10 @@ def format_table(summary: dict) -> str:
         lines.append(line(name, m))
     lines.append(line("ALL", summary))
     lines.append("units: energy meV/atom, forces meV/Å, stress meV/Å^3")
+    for label, unit in (("dipole", "e·Å"), ("polarizability", "e·Å²/V"), ("charge", "e")):
+        if f"{label}_mae" in summary:
+            lines.append(
+                f"{label} MAE {summary[f'{label}_mae']:.4f} {unit}, "
+                f"RMSE {summary[f'{label}_rmse']:.4f} {unit}"
+            )
     return "\n".join(lines)

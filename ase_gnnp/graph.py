@@ -91,11 +91,45 @@ def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     return edge_index, shifts.astype(np.int64)
 
 
+def total_charge(atoms: Atoms) -> float:
+    """``atoms.info["charge"]`` (e, default 0), checked to be an integer the atoms can carry."""
+    value = atoms.info.get("charge", 0)
+    try:
+        charge = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"atoms.info['charge'] must be a number (e), got {value!r}") from None
+    if not np.isfinite(charge) or abs(charge - round(charge)) > 1e-6:
+        raise ValueError(f"atoms.info['charge'] must be an integer number of e, got {value!r}")
+    electrons = int(atoms.numbers.sum()) - round(charge)
+    if electrons < 0:
+        raise ValueError(
+            f"atoms.info['charge'] = {value!r} does not fit the elements: "
+            f"{atoms.get_chemical_formula()} has only {int(atoms.numbers.sum())} electrons"
+        )
+    return charge
+
+
+def electric_field(atoms: Atoms, field=None) -> np.ndarray:
+    """Uniform field (3,) in V/Å: ``field`` if given, else ``atoms.info["electric_field"]``."""
+    source = "field" if field is not None else "atoms.info['electric_field']"
+    value = field if field is not None else atoms.info.get("electric_field", (0.0, 0.0, 0.0))
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{source} must be 3 numbers (V/Å), got {value!r}") from None
+    if array.shape != (3,):
+        raise ValueError(f"{source} must have shape (3,) (V/Å), got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{source} must be finite, got {array.tolist()}")
+    return array
+
+
 def atoms_to_graph(
     atoms: Atoms,
     cutoff: float,
     dtype: torch.dtype = torch.float32,
     targets: dict[str, object] | None = None,
+    field=None,
 ) -> Data:
     """Build a graph for one structure.
 
@@ -110,8 +144,15 @@ def atoms_to_graph(
         Floating dtype of positions and cell.
     targets
         Optional reference labels (keys from :mod:`ase_gnnp.keys`), already tensors.
+    field
+        Uniform electric field (3,) in V/Å overriding ``atoms.info["electric_field"]``.
+
+    The total charge (``atoms.info["charge"]``, default 0) and the field are stored as
+    :data:`~ase_gnnp.keys.TOTAL_CHARGE` and :data:`~ase_gnnp.keys.FIELD`.
     """
     check_atoms(atoms)
+    charge = total_charge(atoms)
+    efield = electric_field(atoms, field)
     edge_index, shifts = neighbor_list(atoms, cutoff)
     pbc = torch.as_tensor(np.asarray(atoms.pbc, dtype=bool)).view(1, 3)
     cell = periodic_box(atoms)
@@ -123,6 +164,8 @@ def atoms_to_graph(
         edge_index=torch.as_tensor(edge_index),
         shifts=torch.as_tensor(shifts, dtype=dtype),
         natoms=torch.tensor([len(atoms)]),
+        total_charge=torch.tensor([charge], dtype=dtype),
+        electric_field=torch.as_tensor(efield, dtype=dtype).view(1, 3),
     )
     data.num_nodes = len(atoms)
     for key, value in (targets or {}).items():

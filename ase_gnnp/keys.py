@@ -13,6 +13,8 @@ EDGE_INDEX = "edge_index"  # (2, E): row 0 centre atom i, row 1 neighbour j
 EDGE_SHIFTS = "shifts"
 BATCH = "batch"  # (N,) structure index of each atom
 NUM_ATOMS = "natoms"  # (B,)
+TOTAL_CHARGE = "total_charge"  # (B,) e, from atoms.info["charge"] (default 0)
+FIELD = "electric_field"  # (B, 3) V/Å, from atoms.info["electric_field"] (default 0)
 
 # reference labels (training targets)
 REF_ENERGY = "ref_energy"  # (B,) eV
@@ -22,6 +24,12 @@ HAS_ENERGY = "has_energy"  # (B,) bool
 HAS_FORCES = "has_forces"  # (N,) bool
 HAS_STRESS = "has_stress"  # (B,) bool
 WEIGHT = "weight"  # (B,) per-structure loss weight
+REF_DIPOLE = "ref_dipole"  # (B, 3) e·Å
+REF_POLARIZABILITY = "ref_polarizability"  # (B, 3, 3) e·Å²/V
+REF_CHARGES = "ref_charges"  # (N,) e
+HAS_DIPOLE = "has_dipole"  # (B,) bool
+HAS_POLARIZABILITY = "has_polarizability"  # (B,) bool
+HAS_CHARGES = "has_charges"  # (N,) bool
 
 # model outputs
 ENERGY = "energy"  # (B,) eV
@@ -30,3 +38,7 @@ FORCES = "forces"  # (N, 3) eV/Å
 STRESS = "stress"  # (B, 3, 3) eV/Å^3, ASE sign (positive under tension)
 VIRIAL = "virial"  # (B, 3, 3) eV, -dE/d(strain)
 LATENT = "latent"  # (N, C) invariant per-atom features of the last layer
+CHARGES = "charges"  # (N,) e
+DIPOLE = "dipole"  # (B, 3) e·Å, -dE/d(field); molecules only
+POLARIZABILITY = "polarizability"  # (B, 3, 3) e·Å²/V, -d²E/d(field)²; [a, b] = dμ_b/dF_a
+BORN_CHARGES = "born_effective_charges"  # (N, 3, 3) e; [i, a, b] = dF_ib / d(field)_a

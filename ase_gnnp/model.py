@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from e3nn import o3
 from torch import nn
@@ -11,8 +13,29 @@ from ase_gnnp import keys as K
 from ase_gnnp.config import ModelConfig
 from ase_gnnp.elements import MAX_Z
 from ase_gnnp.graph import batch_index, edge_vectors
-from ase_gnnp.nn import ElementEmbedding, Interaction, RadialEmbedding
+from ase_gnnp.longrange import ChargeEquilibration, Coulomb
+from ase_gnnp.nn import ElementEmbedding, FieldEmbedding, Interaction, RadialEmbedding
 from ase_gnnp.nn.interaction import hidden_irreps
+
+# e3nn compiles tensor products with torch.fx; a deep copy re-registers some Clebsch–Gordan
+# constants of the generated code as buffers named like this. They are code artefacts fixed
+# by the architecture, not state: keep them out of checkpoints and ignore them on load.
+_CODEGEN_CONSTANT = re.compile(r"\._compiled_main\w*\._tensor_constant\d+$")
+
+
+def _drop_codegen_constants(module, state_dict, prefix, local_metadata) -> None:
+    for key in [k for k in state_dict if _CODEGEN_CONSTANT.search(k)]:
+        del state_dict[key]
+
+
+def _fill_codegen_constants(module, state_dict, prefix, *args) -> None:
+    own = dict(module.named_buffers())
+    for key in [k for k in state_dict if _CODEGEN_CONSTANT.search(k)]:
+        del state_dict[key]
+    for name, value in own.items():
+        if _CODEGEN_CONSTANT.search("." + name):
+            state_dict[prefix + name] = value
+
 
 __all__ = ["GNNPModel"]
 
@@ -51,23 +74,46 @@ class GNNPModel(nn.Module):
             irreps_sh, normalize=True, normalization="component"
         )
         irreps = o3.Irreps(f"{c}x0e")
+        self.field_embedding = None
+        if config.field:
+            self.field_embedding = FieldEmbedding(c)
+            irreps = irreps + o3.Irreps(f"{c}x1o")
         layers = []
         for k in range(config.num_layers):
             last = k == config.num_layers - 1
             irreps_out = o3.Irreps(f"{c}x0e") if last else hidden_irreps(c, config.lmax)
             layers.append(
-                Interaction(irreps, irreps_out, irreps_sh, config.num_radial, config.radial_hidden)
+                Interaction(
+                    irreps,
+                    irreps_out,
+                    irreps_sh,
+                    config.num_radial,
+                    config.radial_hidden,
+                    correlation=config.correlation,
+                    product_lmax=config.last_lmax if last else None,
+                )
             )
             irreps = layers[-1].irreps_out
         self.layers = nn.ModuleList(layers)
         self.readout = nn.Sequential(
             nn.Linear(c, config.readout_hidden), nn.SiLU(), nn.Linear(config.readout_hidden, 1)
         )
+        self.charge_head = self.coulomb = None
+        if config.long_range != "none":
+            self.charge_head = ChargeEquilibration(c)
+            self.coulomb = Coulomb(
+                config.cutoff,
+                method=config.long_range,
+                accuracy=config.coulomb_accuracy,
+                real_cutoff=config.coulomb_cutoff,
+            )
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("shift", torch.tensor(0.0))
         self.register_buffer("atomic_reference", torch.zeros(MAX_Z + 1))
         # which elements had their reference energy fitted (seen in training)
         self.register_buffer("fitted_elements", torch.zeros(MAX_Z + 1, dtype=torch.bool))
+        self.register_state_dict_post_hook(_drop_codegen_constants)
+        self.register_load_state_dict_pre_hook(_fill_codegen_constants)
 
     @property
     def cutoff(self) -> float:
@@ -82,21 +128,31 @@ class GNNPModel(nn.Module):
             layer.avg_num_neighbors.fill_(float(value))
 
     def atomic_energies(
-        self, data: Data, pos: torch.Tensor, cell: torch.Tensor
+        self, data: Data, pos: torch.Tensor, cell: torch.Tensor, field: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-atom energies (N,) in eV and latent invariant features (N, C)."""
+        """Per-atom network energies (N,) in eV and latent invariant features (N, C)."""
+        energies, latent, _ = self._network(data, pos, cell, field)
+        return energies, latent
+
+    def _network(
+        self, data: Data, pos: torch.Tensor, cell: torch.Tensor, field: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         vectors = edge_vectors(data, pos, cell)
         lengths = torch.linalg.norm(vectors, dim=-1)
         edge_sh = self.spherical_harmonics(vectors)
         edge_radial = self.radial(lengths)
         numbers = data[K.ATOMIC_NUMBERS]
         h = self.embedding(numbers)
+        if self.field_embedding is not None:
+            if field is None:
+                field = torch.zeros(data[K.CELL].shape[0], 3, dtype=h.dtype, device=h.device)
+            h = torch.cat([h, self.field_embedding(h, field[batch_index(data)])], dim=-1)
         for layer in self.layers:
             h = layer(h, edge_sh, edge_radial, data[K.EDGE_INDEX])
         latent = h
         eps = self.readout(latent).squeeze(-1)
         energies = self.scale * eps + self.shift + self.atomic_reference[numbers]
-        return energies, latent
+        return energies, latent, lengths
 
     def forward(
         self,
@@ -104,33 +160,61 @@ class GNNPModel(nn.Module):
         forces: bool = True,
         stress: bool = False,
         create_graph: bool = False,
+        response: bool = False,
+        dipole: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Energy and, in the same autograd pass, forces and stress.
+        """Energy and, in the same autograd pass, forces, stress and field response.
 
         Parameters
         ----------
         data
-            Graph or batch from :mod:`ase_gnnp.graph`.
+            Graph or batch from :mod:`ase_gnnp.graph` (with ``total_charge`` and
+            ``electric_field`` per structure).
         forces
-            Compute ``-∂E/∂r`` (N, 3), eV/Å.
+            Compute forces (N, 3), eV/Å: ``-∂E/∂r``, plus ``q_i 𝓔`` on periodic cells.
         stress
             Compute ``(1/V) ∂E/∂ε`` (B, 3, 3), eV/Å^3 (ASE sign), and the virial
             ``-∂E/∂ε`` (eV). Stress is zero for graphs not periodic in all directions.
         create_graph
-            Keep the graph of the derivatives (training on forces/stress).
+            Keep the graph of the derivatives (training on them).
+        response
+            Also the dipole ``-∂E/∂𝓔`` (B, 3) e·Å, the polarizability ``-∂²E/∂𝓔²``
+            (B, 3, 3) e·Å²/V and the Born charges ``∂F_iβ/∂𝓔_α`` (N, 3, 3) e; needs
+            ``field=True``. The dipole and polarizability of periodic graphs are those of
+            the field-dependent network alone (the polarization of a crystal is not a
+            function of positions), and are not physical observables.
+        dipole
+            Only the dipole, in the same gradient pass as forces (training on dipoles).
 
         Returns
         -------
         dict
-            ``energy`` (B,), ``energies`` (N,), ``latent`` (N, C), and ``forces``,
-            ``stress``, ``virial`` when asked.
+            ``energy`` (B,), ``energies`` (N,), ``latent`` (N, C), ``charges`` (N,) with
+            long range; ``forces``, ``stress``, ``virial``, ``dipole``, ``polarizability``,
+            ``born_effective_charges`` when asked.
+
+        Notes
+        -----
+        With charges and a field, molecules (no periodic direction) get the coupling
+        ``-Σ_i q_i r_i·𝓔`` in their energy, so every response property is an exact
+        derivative of ``E(r; 𝓔)``. For periodic cells that term depends on the choice of
+        images and is left out of the energy; the force on each atom gets ``q_i 𝓔``
+        instead, and the Born charges the matching ``q_i δ_αβ + 𝓔_β ∂q_i/∂𝓔_α``.
         """
+        field_grad = response or dipole
+        if field_grad and self.field_embedding is None:
+            raise ValueError("dipole, polarizability and Born charges need a model with field=True")
         batch = batch_index(data)
         num_graphs = data[K.CELL].shape[0]
         pos = data[K.POSITIONS]
         cell = data[K.CELL]
+        field = data[K.FIELD] if K.FIELD in data else None
+        if field is None:
+            field = torch.zeros(num_graphs, 3, dtype=pos.dtype, device=pos.device)
+        field = field.to(pos.dtype)
+        periodic = data[K.PBC].any(dim=1)  # (B,) any periodic direction: no field coupling
         inputs = []
-        if forces:
+        if forces or response:
             pos = pos.detach().requires_grad_(True)
             inputs.append(pos)
         if stress:
@@ -139,23 +223,85 @@ class GNNPModel(nn.Module):
             sym = 0.5 * (strain + strain.transpose(1, 2))
             pos = pos + torch.einsum("na,nab->nb", pos, sym[batch])
             cell = cell + torch.bmm(cell, sym)
-        energies, latent = self.atomic_energies(data, pos, cell)
+        if field_grad:
+            field = field.detach().requires_grad_(True)
+            inputs.append(field)
+        energies, latent, lengths = self._network(data, pos, cell, field)
+        out = {K.LATENT: latent}
+        charges = None
+        if self.charge_head is not None:
+            total = data[K.TOTAL_CHARGE] if K.TOTAL_CHARGE in data else field[:, 0] * 0.0
+            charges = self.charge_head(latent, batch, total)
+            natoms = data[K.NUM_ATOMS].to(pos.device)
+            ptr = torch.cat([natoms.new_zeros(1), natoms.cumsum(0)])
+            pbc = data[K.PBC]
+            energies = energies + self.coulomb(
+                charges, pos, cell, pbc, ptr, data[K.EDGE_INDEX], lengths
+            )
+            if self.field_embedding is not None:
+                coupling = -charges * (pos * field[batch]).sum(-1)
+                energies = energies + torch.where(periodic[batch], 0.0, coupling)
+            out[K.CHARGES] = charges
         energy = torch.zeros(num_graphs, dtype=energies.dtype, device=energies.device)
         energy = energy.index_add(0, batch, energies)
-        out = {K.ENERGY: energy, K.ATOMIC_ENERGIES: energies, K.LATENT: latent}
-        if inputs:
-            grads = torch.autograd.grad(
-                energy.sum(), inputs, create_graph=create_graph, allow_unused=True
-            )
-            grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
-            if forces:
-                out[K.FORCES] = -grads[0]
-            if stress:
-                dE_dstrain = grads[-1]
-                out[K.VIRIAL] = -dE_dstrain
-                # stress is defined for cells periodic in 3-D; other graphs of a batch get 0
-                periodic = data[K.PBC].all(dim=1).view(-1, 1, 1)
-                volume = torch.linalg.det(data[K.CELL]).abs().view(-1, 1, 1)
-                safe = torch.where(periodic, volume, torch.ones_like(volume))
-                out[K.STRESS] = torch.where(periodic, dE_dstrain / safe, 0.0)
+        out[K.ENERGY] = energy
+        out[K.ATOMIC_ENERGIES] = energies
+        if not inputs:
+            return out
+        grads = torch.autograd.grad(
+            energy.sum(), inputs, create_graph=create_graph or response, allow_unused=True
+        )
+        grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+        if forces:
+            f = -grads[0]
+            if charges is not None and self.field_embedding is not None:
+                f = f + torch.where(periodic[batch, None], charges[:, None] * field[batch], 0.0)
+            out[K.FORCES] = f
+        if stress:
+            dE_dstrain = grads[1]
+            out[K.VIRIAL] = -dE_dstrain
+            # stress is defined for cells periodic in 3-D; other graphs of a batch get 0
+            full = data[K.PBC].all(dim=1).view(-1, 1, 1)
+            volume = torch.linalg.det(data[K.CELL]).abs().view(-1, 1, 1)
+            safe = torch.where(full, volume, torch.ones_like(volume))
+            out[K.STRESS] = torch.where(full, dE_dstrain / safe, 0.0)
+        if field_grad:
+            out[K.DIPOLE] = -grads[-1]
+        if response:
+            out.update(self._response(out[K.DIPOLE], pos, field, charges, periodic, batch,
+                                      create_graph))  # fmt: skip
+        return out
+
+    def _response(self, dipole, pos, field, charges, periodic, batch, create_graph) -> dict:
+        """Polarizability and Born charges from second derivatives of the dipole."""
+        out = {}
+        columns_p, rows_b = [], []
+        for a in range(3):
+            d_pos, d_field = torch.autograd.grad(
+                dipole[:, a].sum(), [pos, field], create_graph=create_graph,
+                retain_graph=True, allow_unused=True,
+            )  # fmt: skip
+            rows_b.append(torch.zeros_like(pos) if d_pos is None else d_pos)
+            columns_p.append(torch.zeros_like(field) if d_field is None else d_field)
+        # polar[g, a, b] = dμ_b/d𝓔_a;  born[i, a, b] = dμ_a/dr_ib = dF_ib/d𝓔_a
+        polar = torch.stack(columns_p, dim=-1)
+        born = torch.stack(rows_b, dim=1)
+        if charges is not None and bool(periodic.any()):
+            eye = torch.eye(3, dtype=born.dtype, device=born.device)
+            extra = charges[:, None, None] * eye
+            if bool(field.detach().abs().max() > 0):
+                probe = torch.zeros_like(charges, requires_grad=True)
+                # dq_i/d𝓔_a for all atoms at once: a vector-Jacobian product with a probe,
+                # differentiated again with respect to the probe
+                (g,) = torch.autograd.grad((charges * probe).sum(), field, create_graph=True,
+                                           retain_graph=True, allow_unused=True)  # fmt: skip
+                if g is not None:
+                    dq = torch.stack(
+                        [torch.autograd.grad(g[:, a].sum(), probe, create_graph=create_graph,
+                                             retain_graph=True)[0] for a in range(3)], dim=-1
+                    )  # fmt: skip
+                    extra = extra + dq[:, :, None] * field[batch][:, None, :]
+            born = born + torch.where(periodic[batch, None, None], extra, 0.0)
+        out[K.POLARIZABILITY] = polar
+        out[K.BORN_CHARGES] = born
         return out

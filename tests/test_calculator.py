@@ -28,7 +28,16 @@ def test_implemented_properties():
         "energies",
         "forces",
         "stress",
+        "charges",
+        "dipole",
+        "polarizability",
+        "born_effective_charges",
     }
+    # names ASE knows keep ASE's meaning; polarizability is our documented extra
+    from ase.outputs import all_outputs
+
+    extra = set(GNNPCalculator.implemented_properties) - set(all_outputs)
+    assert extra == {"polarizability"}
 
 
 # ---------------------------------------------------------------- results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,22 @@ def test_load_shipped_model():
     # Tersoff-like cohesive energies: a few eV per atom, negative
     assert -6.0 < energy / len(atoms) < -3.0
     assert np.abs(atoms.get_forces()).max() < 10.0
+
+
+def test_deep_copied_product_model_round_trips(tmp_path):
+    """A deep copy (as the EMA and the calculator make) of a correlation-3 model saves
+    and loads: e3nn's code-generation constants stay out of the checkpoint."""
+    from dataclasses import replace
+
+    from conftest import SMALL_CONFIG
+
+    torch.manual_seed(0)
+    model = GNNPModel(replace(SMALL_CONFIG, correlation=3)).to(torch.float64)
+    copied = copy.deepcopy(model)
+    assert set(copied.state_dict()) == set(model.state_dict())
+    path = tmp_path / "product.pt"
+    save_model(copied, path)
+    loaded = load_model(path, dtype=torch.float64)
+    atoms = make_bulk()
+    e_ref = GNNPCalculator(model, dtype=torch.float64).get_potential_energy(atoms)
+    assert GNNPCalculator(loaded, dtype=torch.float64).get_potential_energy(atoms) == e_ref

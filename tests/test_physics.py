@@ -7,15 +7,17 @@ and energy conservation in NVE molecular dynamics.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from ase import Atoms, units
 from ase.build import bulk
 from ase.stress import voigt_6_to_full_3x3_stress
-from conftest import CUTOFF, GE, SI, make_bulk, make_cluster, make_slab
+from conftest import CUTOFF, GE, SI, SMALL_CONFIG, make_bulk, make_cluster, make_slab
 
-from ase_gnnp import GNNPCalculator
+from ase_gnnp import GNNPCalculator, GNNPModel
 from ase_gnnp.testing import (
     assert_energy_invariant_forces_equivariant,
     assert_forces_match_fd,
@@ -351,3 +353,38 @@ def test_model_accepts_a_single_graph_and_a_batch(small_model, bulk_atoms):
     batched = small_model(atoms_to_batch([bulk_atoms], CUTOFF, torch.float64), stress=True)
     for key in ("energy", "forces", "stress"):
         torch.testing.assert_close(single[key], batched[key])
+
+
+# ---------------------------------------------------------------- product basis (MACE-style)
+@pytest.mark.parametrize("correlation", [2, 3])
+def test_product_basis_is_equivariant_and_conservative(correlation, any_atoms):
+    """Symmetries and finite-difference forces (stress for the bulk) with correlation > 1."""
+    torch.manual_seed(correlation)
+    model = GNNPModel(replace(SMALL_CONFIG, correlation=correlation)).to(torch.float64)
+    calc = GNNPCalculator(model, dtype=torch.float64)
+    assert_energy_invariant_forces_equivariant(
+        calc, any_atoms, np.random.default_rng(5), atol=1e-10, rtol=1e-9
+    )
+    atoms = _attach(any_atoms, calc)
+    assert_forces_match_fd(atoms)
+    if atoms.pbc.all():
+        assert_stress_matches_fd(atoms)
+
+
+def test_product_terms_contribute(bulk_atoms):
+    """Zeroing the product weights must change the energy: the products are not dead code."""
+    torch.manual_seed(0)
+    model = GNNPModel(replace(SMALL_CONFIG, correlation=3)).to(torch.float64)
+    energy = GNNPCalculator(model, dtype=torch.float64).get_potential_energy(bulk_atoms)
+    with torch.no_grad():
+        for layer in model.layers:
+            for product in layer.products:
+                product.linear.weight.zero_()
+    plain = GNNPCalculator(model, dtype=torch.float64).get_potential_energy(bulk_atoms)
+    assert abs(energy - plain) > 1e-6
+
+
+def test_correlation_must_be_a_small_positive_integer():
+    for bad in (0, 5, 2.0):
+        with pytest.raises(ValueError, match="correlation"):
+            replace(SMALL_CONFIG, correlation=bad)

@@ -20,7 +20,9 @@ def add_model_options(parser: argparse.ArgumentParser, default: str | None = "si
 
 
 def add_key_options(parser: argparse.ArgumentParser) -> None:
-    for name in ("energy", "forces", "stress"):
+    from ase_gnnp.data import LABELS
+
+    for name in LABELS:
         parser.add_argument(
             f"--{name}-key", default=None,
             help=f"where {name} labels live (default: calculator results; '' to ignore)",

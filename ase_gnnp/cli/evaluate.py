@@ -7,7 +7,7 @@ import json
 
 from ase_gnnp.checkpoint import load_model
 from ase_gnnp.cli._common import DTYPES, add_key_options, add_model_options, setup_threads
-from ase_gnnp.data import DataKeys, read_structures
+from ase_gnnp.data import LABELS, DataKeys, read_structures
 from ase_gnnp.evaluate import evaluate_structures, format_table
 
 HELP = "errors of a model on a labelled extxyz file (overall and per config_type)"
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     setup_threads(args.threads)
     model = load_model(args.model, device=args.device, dtype=DTYPES.get(args.dtype))
-    keys = DataKeys(args.energy_key, args.forces_key, args.stress_key)
+    keys = DataKeys(**{name: getattr(args, f"{name}_key") for name in LABELS})
     frames = read_structures(args.data, keys, require=())
     summary = evaluate_structures(model, frames, keys, args.batch_size)
     if args.json:

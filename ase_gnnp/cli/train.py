@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import typing
 from dataclasses import fields
 
 from ase_gnnp.config import ModelConfig
@@ -12,14 +13,27 @@ from ase_gnnp.train import TrainConfig, Trainer
 HELP = "train a model from an extxyz file (YAML config and/or flags)"
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _flag_type(hint):
+    """``int`` for ``int``, ``int | None`` -> ``int``; the first non-None member of a union;
+    booleans parse 'true'/'false'."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    kind = args[0] if args else hint
+    return _boolean if kind is bool else kind
+
+
 def _flags(cls) -> dict[str, type]:
-    """Option name → type for every field of a config dataclass (None defaults: str)."""
-    defaults = cls()
-    return {
-        f.name: type(getattr(defaults, f.name)) if getattr(defaults, f.name) is not None else str
-        for f in fields(cls)
-        if f.name != "model"
-    }
+    """Option name → type for every field of a config dataclass, from its annotations."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _flag_type(hints[f.name]) for f in fields(cls) if f.name != "model"}
 
 
 _TRAIN_FLAGS = _flags(TrainConfig)

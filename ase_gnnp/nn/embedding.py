@@ -39,3 +39,25 @@ class ElementEmbedding(nn.Module):
         """``numbers``: (N,) int64 → (N, C)."""
         desc = self.descriptors.to(self.learned.weight.dtype)[numbers]
         return self.mlp(desc) + self.learned(numbers)
+
+
+#: field strength (V/Å) that maps to a unit l=1 input; fields of interest are <= ~0.5 V/Å
+FIELD_UNIT = 0.5
+
+
+class FieldEmbedding(nn.Module):
+    """l=1 node features ``C x 1o`` from a uniform electric field.
+
+    ``v_{i,c} = w_c(h_i) 𝓔 / FIELD_UNIT``: each channel is the field scaled by a learned
+    function of the atom's scalar embedding, so the field enters the network as a polar
+    vector that rotates with the structure and the first interaction can couple it to the
+    geometry (electronic polarization).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(channels, channels)
+
+    def forward(self, h: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        """(N, C) scalars and (N, 3) field in V/Å -> (N, 3C) in e3nn's ``C x 1o`` layout."""
+        return (self.linear(h).unsqueeze(-1) * (field / FIELD_UNIT).unsqueeze(1)).flatten(1)

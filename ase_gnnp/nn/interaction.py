@@ -15,6 +15,43 @@ def hidden_irreps(channels: int, lmax: int) -> o3.Irreps:
     return o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
 
 
+class ChannelProduct(nn.Module):
+    """Channel-wise ('uuu') tensor product of two node features, then a linear map.
+
+    ``out = W · (x ⊗ y)`` where channel ``u`` of ``x`` couples only with channel ``u`` of
+    ``y`` through every Clebsch–Gordan path that lands in ``irreps``. Applied per node to the
+    aggregated neighbour basis ``A_i`` it raises the body order of a layer by one (the
+    product-basis idea of MACE and ACE) at a cost that scales with atoms, not edges.
+
+    Parameters
+    ----------
+    irreps
+        Irreps of both inputs and of the output, all with the same multiplicity.
+    symmetric
+        Both inputs are the same tensor: keep only one of each pair ``(l1, l2)``, ``(l2, l1)``.
+    """
+
+    def __init__(self, irreps: o3.Irreps, symmetric: bool) -> None:
+        super().__init__()
+        irreps = o3.Irreps(irreps)
+        targets = [ir for _, ir in irreps]
+        mid, instructions = [], []
+        for i1, (mul, ir1) in enumerate(irreps):
+            for i2, (_, ir2) in enumerate(irreps):
+                if symmetric and i2 < i1:
+                    continue
+                for ir_out in ir1 * ir2:
+                    if ir_out in targets:
+                        instructions.append((i1, i2, len(mid), "uuu", False))
+                        mid.append((mul, ir_out))
+        self.tp = o3.TensorProduct(irreps, irreps, o3.Irreps(mid), instructions)
+        self.linear = o3.Linear(self.tp.irreps_out, irreps)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(N, irreps.dim) x (N, irreps.dim) -> (N, irreps.dim)."""
+        return self.linear(self.tp(x, y))
+
+
 class Interaction(nn.Module):
     """One message-passing layer (NequIP-style).
 
@@ -33,6 +70,14 @@ class Interaction(nn.Module):
         Hidden width of that MLP.
     avg_num_neighbors
         Normalisation of the neighbour sum.
+    correlation
+        Body order added per layer. 1: the aggregated two-body messages go straight to the
+        gate (NequIP). ``nu > 1``: the aggregated basis ``A_i`` (all irreps up to
+        ``product_lmax``) is enriched with ``A ⊗ A``, ``A ⊗ A ⊗ A``, ... up to ``nu`` factors
+        (:class:`ChannelProduct`) before the gate, as in MACE.
+    product_lmax
+        Largest l kept in ``A_i`` and its products (``correlation > 1`` only); defaults to
+        the largest l of ``irreps_sh``.
     """
 
     def __init__(
@@ -43,8 +88,13 @@ class Interaction(nn.Module):
         num_radial: int,
         radial_hidden: int = 64,
         avg_num_neighbors: float = 1.0,
+        correlation: int = 1,
+        product_lmax: int | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(correlation, int) or correlation < 1:
+            raise ValueError(f"correlation must be an integer >= 1, got {correlation!r}")
+        self.correlation = correlation
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out = o3.Irreps(irreps_out)
         # a buffer, so statistics fitted after construction travel with the checkpoint
@@ -52,11 +102,19 @@ class Interaction(nn.Module):
 
         self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
         # 'uvu' paths from every input irrep and edge harmonic to every allowed output l
+        irreps_sh = o3.Irreps(irreps_sh)
+        mul_out = self.irreps_out[0].mul
+        if correlation > 1:
+            lmax = irreps_sh.lmax if product_lmax is None else product_lmax
+            irreps_basis = hidden_irreps(mul_out, lmax)
+        else:
+            irreps_basis = self.irreps_out
+        wanted = [ir for _, ir in irreps_basis]
         mid, instructions = [], []
         for i_in, (mul, ir_in) in enumerate(self.irreps_in):
-            for i_sh, (_, ir_sh) in enumerate(o3.Irreps(irreps_sh)):
+            for i_sh, (_, ir_sh) in enumerate(irreps_sh):
                 for ir_out in ir_in * ir_sh:
-                    if ir_out in [ir for _, ir in self.irreps_out]:
+                    if ir_out in wanted:
                         instructions.append((i_in, i_sh, len(mid), "uvu", True))
                         mid.append((mul, ir_out))
         irreps_mid = o3.Irreps(mid)
@@ -82,6 +140,13 @@ class Interaction(nn.Module):
             [torch.sigmoid] * len(gates),
             gated,
         )
+        if correlation > 1:
+            self.linear_basis = o3.Linear(irreps_mid, irreps_basis)
+            self.products = nn.ModuleList(
+                ChannelProduct(irreps_basis, symmetric=(nu == 2))
+                for nu in range(2, correlation + 1)
+            )
+            irreps_mid = irreps_basis
         self.linear_down = o3.Linear(irreps_mid, self.gate.irreps_in)
         self.self_connection = o3.Linear(self.irreps_in, self.gate.irreps_out)
 
@@ -106,4 +171,10 @@ class Interaction(nn.Module):
         messages = self.tp(self.linear_up(h)[neighbour], edge_sh, weights)
         agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
         agg = agg.index_add_(0, centre, messages) / self.avg_num_neighbors.to(h.dtype)
+        if self.correlation > 1:
+            basis = self.linear_basis(agg)
+            term, agg = basis, basis
+            for product in self.products:
+                term = product(term, basis)
+                agg = agg + term
         return self.gate(self.linear_down(agg)) + self.self_connection(h)

@@ -22,8 +22,9 @@ class TrainConfig:
     out : str
         Output folder: ``model.pt`` (best EMA weights), ``checkpoint.pt`` (resumable
         state), ``metrics.csv``, ``learning_curve.png``, ``config.yaml``.
-    energy_key, forces_key, stress_key : str or None
-        Label locations (None: ASE calculator results in the file; "": not used).
+    energy_key, forces_key, stress_key, dipole_key, polarizability_key, charges_key : str or None
+        Label locations (None: ASE calculator results in the file, ``info["polarizability"]``
+        for the polarizability; "": not used), see :class:`ase_gnnp.data.DataKeys`.
     val_fraction : float
         Share of structures per ``config_type`` held out for validation/early stopping.
     val_data : str or None
@@ -33,6 +34,10 @@ class TrainConfig:
     epochs, batch_size, lr, weight_decay : training loop and AdamW options.
     energy_weight, forces_weight, stress_weight : float
         Weights of the per-atom energy (eV²), force ((eV/Å)²) and stress ((eV/Å³)²) MSEs.
+    dipole_weight, polarizability_weight, charges_weight : float
+        Weights of the dipole ((e·Å)²), polarizability ((e·Å²/V)²) and charge (e²) MSEs;
+        used where the data hold these labels and the model gives them (dipoles and
+        polarizabilities need ``field=True``, charges ``long_range``).
     ema_decay : float
         Exponential moving average of weights (0 disables).
     grad_clip : float
@@ -40,7 +45,12 @@ class TrainConfig:
     scheduler : str
         ``"plateau"`` (multiply the LR by ``lr_factor`` after ``lr_patience`` epochs without
         improvement) or ``"cosine"`` (anneal from ``lr`` to ``min_lr`` every step over the
-        run's length: ``epochs`` or the ``max_minutes`` budget, whichever ends it first).
+        run's length: ``epochs`` or the ``max_minutes`` budget, whichever ends it first), or
+        ``"stable-decay"`` (``lr`` held constant, then annealed to ``min_lr`` by a cosine
+        over the last ``decay_fraction`` of the run: plateau-free training that still ends
+        with a small step).
+    decay_fraction : float
+        Share of the run over which ``"stable-decay"`` anneals.
     patience : int
         Early stopping after this many epochs without validation improvement.
     max_minutes : float
@@ -58,6 +68,9 @@ class TrainConfig:
     energy_key: str | None = None
     forces_key: str | None = None
     stress_key: str | None = None
+    dipole_key: str | None = None
+    polarizability_key: str | None = None
+    charges_key: str | None = None
     val_fraction: float = 0.1
     val_data: str | None = None
     seed: int = 0
@@ -68,9 +81,13 @@ class TrainConfig:
     energy_weight: float = 10.0
     forces_weight: float = 1.0
     stress_weight: float = 1000.0
+    dipole_weight: float = 10.0
+    polarizability_weight: float = 10.0
+    charges_weight: float = 0.0
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     scheduler: str = "plateau"
+    decay_fraction: float = 0.25
     lr_patience: int = 5
     lr_factor: float = 0.5
     min_lr: float = 1e-5
@@ -83,8 +100,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
-        if self.scheduler not in ("plateau", "cosine"):
-            raise ValueError(f"scheduler must be 'plateau' or 'cosine', got {self.scheduler!r}")
+        if self.scheduler not in ("plateau", "cosine", "stable-decay"):
+            raise ValueError(
+                f"scheduler must be 'plateau', 'cosine' or 'stable-decay', got {self.scheduler!r}"
+            )
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.batch_size < 1 or self.epochs < 1:
@@ -94,7 +115,14 @@ class TrainConfig:
 
     @property
     def keys(self) -> DataKeys:
-        return DataKeys(self.energy_key, self.forces_key, self.stress_key)
+        return DataKeys(
+            self.energy_key,
+            self.forces_key,
+            self.stress_key,
+            self.dipole_key,
+            self.polarizability_key,
+            self.charges_key,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,7 +23,8 @@ def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
     -------
     dict
         ``energy`` (per-atom energy MSE, eV²), ``forces`` (MSE per component, (eV/Å)²),
-        ``stress`` (MSE per component, (eV/Å³)²).
+        ``stress`` (MSE per component, (eV/Å³)²), and where the model gives them,
+        ``dipole`` ((e·Å)²), ``polarizability`` ((e·Å²/V)²), ``charges`` (e²).
     """
     natoms = data[K.NUM_ATOMS].to(out[K.ENERGY].dtype)
     weight = data[K.WEIGHT]
@@ -37,6 +38,15 @@ def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
     if K.STRESS in out:
         s_err = (out[K.STRESS] - data[K.REF_STRESS]).pow(2).mean((-1, -2))
         terms["stress"] = _masked_mean(s_err, weight * data[K.HAS_STRESS])
+    if K.DIPOLE in out and K.REF_DIPOLE in data:
+        d_err = (out[K.DIPOLE] - data[K.REF_DIPOLE]).pow(2).mean(-1)
+        terms["dipole"] = _masked_mean(d_err, weight * data[K.HAS_DIPOLE])
+    if K.POLARIZABILITY in out and K.REF_POLARIZABILITY in data:
+        p_err = (out[K.POLARIZABILITY] - data[K.REF_POLARIZABILITY]).pow(2).mean((-1, -2))
+        terms["polarizability"] = _masked_mean(p_err, weight * data[K.HAS_POLARIZABILITY])
+    if K.CHARGES in out and K.REF_CHARGES in data:
+        atom_w = weight[batch_index(data)] * data[K.HAS_CHARGES]
+        terms["charges"] = _masked_mean((out[K.CHARGES] - data[K.REF_CHARGES]).pow(2), atom_w)
     return terms
 
 

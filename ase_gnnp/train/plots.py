@@ -26,6 +26,8 @@ def plot_learning_curve(metrics_csv: str | Path, png: str | Path) -> Path:
         ("val_energy_mae_per_atom", "energy MAE (meV/atom)"),
         ("val_force_mae", "force MAE (meV/Å)"),
         ("val_stress_mae", "stress MAE (meV/Å³)"),
+        ("val_dipole_mae", "dipole MAE (me·Å)"),
+        ("val_polarizability_mae", "polarizability MAE (me·Å²/V)"),
     ):
         values = [r.get(key, "") for r in rows]
         if any(values):

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ase_gnnp import keys as K
 from ase_gnnp.checkpoint import atomic_save, load_model, read_torch_file, save_model
 from ase_gnnp.data import config_types, labelled_graph, read_structures, split_indices
-from ase_gnnp.evaluate import evaluate_graphs
+from ase_gnnp.evaluate import evaluate_graphs, forward_options
 from ase_gnnp.model import GNNPModel
 from ase_gnnp.train.config import TrainConfig
 from ase_gnnp.train.ema import EMA
@@ -27,7 +27,7 @@ STATE_FORMAT = "ase_gnnp-train-state"
 RESUMABLE_OPTIONS = ("epochs", "max_minutes", "threads", "patience")
 METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "val_loss", "val_energy_mae_per_atom", "val_force_mae",
-    "val_stress_mae", "wall_s",
+    "val_stress_mae", "val_dipole_mae", "val_polarizability_mae", "val_charge_mae", "wall_s",
 ]  # fmt: skip
 
 
@@ -85,11 +85,14 @@ class Trainer:
             "forces": config.forces_weight,
             # stress enters the loss only when the training data have stress labels
             "stress": config.stress_weight if self.use_stress else 0.0,
+            "dipole": config.dipole_weight,
+            "polarizability": config.polarizability_weight,
+            "charges": config.charges_weight,
         }
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        # cosine needs no scheduler object: the LR follows from the run's progress
+        # cosine / stable-decay need no scheduler object: the LR follows the run's progress
         self.scheduler = None
         if config.scheduler == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -199,10 +202,11 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress)
         t_start = time.perf_counter()
         for step, data in enumerate(bar):
-            if self.config.scheduler == "cosine":
+            if self.config.scheduler in ("cosine", "stable-decay"):
                 self._set_cosine_lr(step / len(loader), time.perf_counter() - t_start)
             self.optimizer.zero_grad(set_to_none=True)
-            out = self.model(data, forces=True, stress=self.use_stress, create_graph=True)
+            options = forward_options(self.model, data) | {"stress": self.use_stress}
+            out = self.model(data, create_graph=True, **options)
             loss = total_loss(loss_terms(out, data), self.weights)
             loss.backward()
             if self.config.grad_clip > 0:
@@ -225,6 +229,9 @@ class Trainer:
     def _set_cosine_lr(self, epoch_fraction: float, seconds: float) -> None:
         cfg = self.config
         done = self.progress_fraction(epoch_fraction, seconds)
+        if cfg.scheduler == "stable-decay":
+            start = 1.0 - cfg.decay_fraction
+            done = max(0.0, done - start) / cfg.decay_fraction
         lr = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * done))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -278,7 +285,14 @@ class Trainer:
                     "wall_s": round(self.elapsed, 2),
                     **{
                         f"val_{k}": metrics.get(k, "")
-                        for k in ("energy_mae_per_atom", "force_mae", "stress_mae")
+                        for k in (
+                            "energy_mae_per_atom",
+                            "force_mae",
+                            "stress_mae",
+                            "dipole_mae",
+                            "polarizability_mae",
+                            "charge_mae",
+                        )  # fmt: skip
                     },
                 }
                 with open(metrics_csv, "a", newline="") as fh:
