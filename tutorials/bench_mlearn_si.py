@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mlearn" / "Si_train.extxyz"
 
 #: architecture used for both the accuracy and the speed figures
-MODEL = ModelConfig(cutoff=5.0, channels=32, lmax=2, num_layers=2)
+MODEL = ModelConfig(cutoff=5.0, channels=32, lmax=2, num_layers=2, correlation=3, last_lmax=1)
 #: MACE (64x0e+64x1o, L=1, r=5 Å, float32) on this machine, 2 threads, forces + stress
 MACE_REFERENCE = {64: 723.0, 512: 459.0, 4096: 284.0}
 
@@ -47,8 +47,14 @@ def main() -> None:
     parser.add_argument("--md-steps", type=int, default=10)
     parser.add_argument("--lmax", type=int, default=MODEL.lmax)
     parser.add_argument("--channels", type=int, default=MODEL.channels)
+    parser.add_argument("--correlation", type=int, default=MODEL.correlation)
+    parser.add_argument("--last-lmax", type=int, default=MODEL.last_lmax)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--energy-weight", type=float, default=10.0)
     parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--scheduler", choices=("plateau", "cosine"), default="plateau")
+    parser.add_argument(
+        "--scheduler", choices=("plateau", "cosine", "stable-decay"), default="plateau"
+    )
     parser.add_argument("--quick", action="store_true", help="2 epochs, tiny model, 64 atoms")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
@@ -56,13 +62,20 @@ def main() -> None:
         raise SystemExit(f"mlearn data not found at {args.data}; pass --data")
     torch.set_num_threads(args.threads)
 
-    model = replace(MODEL, lmax=args.lmax, channels=args.channels)
+    model = replace(
+        MODEL,
+        lmax=args.lmax,
+        channels=args.channels,
+        correlation=args.correlation,
+        last_lmax=args.last_lmax,
+    )
     epochs = 1000
     if args.quick:
         model, epochs, args.sizes, args.md_steps = ModelConfig(cutoff=5.0, channels=8), 2, [64], 3
     config = TrainConfig(
         data=str(args.data), out=str(args.out), val_fraction=0.1, seed=0, epochs=epochs,
-        batch_size=4, lr=args.lr, min_lr=1e-5, scheduler=args.scheduler, energy_weight=100.0,
+        batch_size=args.batch_size, lr=args.lr, min_lr=1e-5, scheduler=args.scheduler,
+        energy_weight=args.energy_weight,
         forces_weight=1.0, stress_weight=1000.0, patience=40, max_minutes=args.minutes,
         threads=args.threads,
         model=model,
@@ -77,6 +90,18 @@ def main() -> None:
     report = {
         "data": str(args.data),
         "model": model.to_dict(),
+        "training": {
+            k: getattr(config, k)
+            for k in (
+                "lr",
+                "batch_size",
+                "scheduler",
+                "energy_weight",
+                "forces_weight",
+                "stress_weight",
+                "max_minutes",
+            )
+        },  # fmt: skip
         "threads": args.threads,
         "epochs_run": result["epochs"],
         "best_epoch": result["epoch"],
