@@ -36,3 +36,11 @@ def test_mlearn_benchmark_quick(tmp_path):
     assert "force MAE" in out and "atom-steps/s" in out
     assert (tmp_path / "bench.json").is_file()
     assert (tmp_path / "learning_curve.png").is_file()
+
+
+@pytest.mark.slow
+def test_sio2_long_range_quick(tmp_path):
+    out = _run("tutorials/sio2_long_range.py", "--quick", "--threads", "1", "--out", str(tmp_path))
+    assert "mean learned charge" in out and "hybrid / short-range" in out
+    report = (tmp_path / "sio2_long_range.json").read_text()
+    assert '"hybrid"' in report and '"short_range"' in report
