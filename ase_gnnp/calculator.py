@@ -18,6 +18,7 @@ from torch_geometric.data import Batch
 from ase_gnnp import keys as K
 from ase_gnnp.checkpoint import load_model
 from ase_gnnp.graph import atoms_to_graph, electric_field
+from ase_gnnp.longrange import EPSILON0
 from ase_gnnp.model import GNNPModel
 
 __all__ = ["GNNPCalculator"]
@@ -36,7 +37,8 @@ class GNNPCalculator(Calculator):
     field input give, when one of them is asked for, ``dipole`` (e·Å, molecules only),
     ``polarizability`` (3×3, e·Å²/V, molecules only; not an ASE standard name: an extra
     result) and ``born_effective_charges`` ((n, 3, 3) e, ``[i, α, β] = ∂F_iβ/∂𝓔_α``),
-    all exact derivatives of ``E(r; 𝓔)``. The total charge is ``atoms.info["charge"]``
+    all exact derivatives of ``E(r; 𝓔)``; for cells periodic in 3-D, ``dielectric_tensor``
+    (3×3, the clamped-ion ε∞ = I + (−∂²E/∂𝓔²)/(ε0 V)). The total charge is ``atoms.info["charge"]``
     (default 0) and the field ``atoms.info["electric_field"]`` (V/Å, default 0) unless
     ``field`` is given; changing either triggers a new calculation.
 
@@ -74,10 +76,16 @@ class GNNPCalculator(Calculator):
         "dipole",
         "polarizability",
         "born_effective_charges",
+        "dielectric_tensor",
     ]
     #: ``atoms.info`` keys that change the result (watched by ``check_state``)
     info_keys = ("charge", "electric_field")
-    _response_properties = ("dipole", "polarizability", "born_effective_charges")
+    _response_properties = (
+        "dipole",
+        "polarizability",
+        "born_effective_charges",
+        "dielectric_tensor",
+    )
 
     def __init__(
         self,
@@ -182,6 +190,11 @@ class GNNPCalculator(Calculator):
                 "depend on the choice of periodic images and are undefined; Born effective "
                 "charges and forces are defined (use a molecule without pbc for dipoles)"
             )
+        if "dielectric_tensor" in asked and not np.all(atoms.pbc):
+            raise ValueError(
+                f"dielectric_tensor needs a cell periodic in all three directions, got "
+                f"pbc={atoms.pbc.tolist()}; a molecule has a polarizability instead"
+            )
         return True
 
     def _evaluate(
@@ -214,6 +227,10 @@ class GNNPCalculator(Calculator):
                 if not batch[K.PBC][k].any():
                     res["dipole"] = _numpy(out[K.DIPOLE])[k].copy()
                     res["polarizability"] = _numpy(out[K.POLARIZABILITY])[k].copy()
+                elif batch[K.PBC][k].all():
+                    volume = abs(float(np.linalg.det(_numpy(batch[K.CELL])[k])))
+                    chi = _numpy(out[K.POLARIZABILITY])[k] / (EPSILON0 * volume)
+                    res["dielectric_tensor"] = np.eye(3) + chi
             results.append(res)
             start += n
         return results

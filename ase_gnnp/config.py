@@ -47,8 +47,8 @@ class ModelConfig:
     long_range : str
         ``"none"``; or ``"ewald"`` / ``"pme"``: a charge head (charge equilibration on the
         latent features, total charge conserved) and a Coulomb energy through torch-pme,
-        damped inside ``cutoff`` (:class:`ase_gnnp.longrange.Coulomb`). Molecules use a
-        direct sum.
+        damped inside ``coulomb_damping`` (:class:`ase_gnnp.longrange.Coulomb`). Molecules
+        use a direct sum.
     field : bool
         Take a uniform electric field (``atoms.info["electric_field"]``, V/Å) as an l=1
         input of the network, and, with charges, couple it as ``-Σ q_i r_i·𝓔``, so that
@@ -57,6 +57,11 @@ class ModelConfig:
         Relative accuracy of the periodic Coulomb sum.
     coulomb_cutoff : float
         Real-space cutoff (Å) of the periodic Coulomb sum.
+    coulomb_damping : float or None
+        Radius (Å) inside which the Coulomb interaction fades smoothly to zero and the
+        network alone describes the pair; ``None`` means ``cutoff``. A shorter radius
+        (e.g. half the cutoff) lets the Coulomb term carry more of the physics, which makes
+        the charge scale easier to learn; it must not exceed ``cutoff``.
     """
 
     cutoff: float = 5.0
@@ -73,6 +78,7 @@ class ModelConfig:
     field: bool = False
     coulomb_accuracy: float = 1e-6
     coulomb_cutoff: float = 8.0
+    coulomb_damping: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("channels", "num_layers", "num_radial", "radial_hidden", "readout_hidden"):
@@ -101,6 +107,11 @@ class ModelConfig:
             )
         if not self.coulomb_cutoff > 0.0:
             raise ValueError(f"coulomb_cutoff must be positive (Å), got {self.coulomb_cutoff!r}")
+        if self.coulomb_damping is not None and not 0.0 < self.coulomb_damping <= self.cutoff:
+            raise ValueError(
+                f"coulomb_damping must be None or in (0, cutoff={self.cutoff}] Å, "
+                f"got {self.coulomb_damping!r}"
+            )
         if not isinstance(self.cutoff_p, int) or self.cutoff_p < 2:
             raise ValueError(f"cutoff_p must be an integer >= 2, got {self.cutoff_p!r}")
         if not self.cutoff > 0:

@@ -74,6 +74,9 @@ class ErrorAccumulator:
                     true = data[ref].double().cpu().numpy()
                     rows = slice(start, start + n) if name == K.CHARGES else k
                     row[name] = (pred[rows] - true[rows]).ravel()
+                    if name == K.POLARIZABILITY:  # isotropic α = tr(α)/3, relative error
+                        iso_true = np.trace(true[k]) / 3.0
+                        row["polarizability_iso"] = (np.trace(pred[k]) / 3.0 - iso_true) / iso_true
             self.rows.append(row)
             start += n
 
@@ -95,6 +98,10 @@ class ErrorAccumulator:
             suffix = f"_{unit}" if unit else ""
             result[f"{label}_mae{suffix}"] = float(np.abs(err).mean())
             result[f"{label}_rmse{suffix}"] = float(np.sqrt((err**2).mean()))
+        iso = [r["polarizability_iso"] for r in rows if "polarizability_iso" in r]
+        if iso:  # relative error of the isotropic polarizability tr(α)/3, per structure
+            result["polarizability_iso_rel_mae"] = float(np.abs(iso).mean())
+            result["polarizability_iso_rel_max"] = float(np.abs(iso).max())
         return result
 
     def summary(self) -> dict:
@@ -171,4 +178,10 @@ def format_table(summary: dict) -> str:
                 f"{label} MAE {summary[f'{label}_mae']:.4f} {unit}, "
                 f"RMSE {summary[f'{label}_rmse']:.4f} {unit}"
             )
+    if "polarizability_iso_rel_mae" in summary:
+        lines.append(
+            f"isotropic polarizability: mean relative error "
+            f"{100 * summary['polarizability_iso_rel_mae']:.1f} %, "
+            f"max {100 * summary['polarizability_iso_rel_max']:.1f} %"
+        )
     return "\n".join(lines)

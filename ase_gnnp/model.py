@@ -101,8 +101,9 @@ class GNNPModel(nn.Module):
         self.charge_head = self.coulomb = None
         if config.long_range != "none":
             self.charge_head = ChargeEquilibration(c)
+            damping = config.cutoff if config.coulomb_damping is None else config.coulomb_damping
             self.coulomb = Coulomb(
-                config.cutoff,
+                damping,
                 method=config.long_range,
                 accuracy=config.coulomb_accuracy,
                 real_cutoff=config.coulomb_cutoff,
@@ -231,7 +232,7 @@ class GNNPModel(nn.Module):
         charges = None
         if self.charge_head is not None:
             total = data[K.TOTAL_CHARGE] if K.TOTAL_CHARGE in data else field[:, 0] * 0.0
-            charges = self.charge_head(latent, batch, total)
+            charges = self.charge_head(latent, batch, total, data[K.ATOMIC_NUMBERS])
             natoms = data[K.NUM_ATOMS].to(pos.device)
             ptr = torch.cat([natoms.new_zeros(1), natoms.cumsum(0)])
             pbc = data[K.PBC]

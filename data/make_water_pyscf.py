@@ -1,6 +1,8 @@
 """Generate the shipped water-in-a-field reference set with PySCF (PBE0/def2-SVPD, DF).
 
-Writes ``water_pbe0_field.extxyz`` next to this script: water monomers, dimers and trimers
+Writes ``water_pbe0_field_train.extxyz`` and ``water_pbe0_field_test.extxyz`` next to this
+script (a seeded split, stratified by cluster size and polarizability subset, ``--test-fraction``
+held out): water monomers, dimers and trimers
 with randomly distorted molecules and random rigid-body arrangements, each in a random
 uniform electric field of magnitude up to ``--max-field`` (default 0.5 V/Å). Every frame
 stores, as ASE calculator results, the energy in the field (eV), analytic forces (eV/Å) and
@@ -18,7 +20,7 @@ omit).
 About an hour on 2 cores (monomer ~0.7 s, dimer ~2.4 s, trimer ~5.4 s per point). Progress
 is written after every structure to ``<out>.partial``; an interrupted run resumes from it
 (each structure draws from its own seeded generator, so a resumed file is identical to an
-uninterrupted one). Refuses to overwrite a finished file unless ``--force``.
+uninterrupted one). Refuses to overwrite finished files unless ``--force``.
 
     python data/make_water_pyscf.py               # default counts, seed 0
     python data/make_water_pyscf.py --quick --out /tmp/w.extxyz   # a few structures
@@ -166,9 +168,12 @@ def polarizability(atoms: Atoms, field: np.ndarray) -> np.ndarray:
     return 0.5 * (alpha + alpha.T)
 
 
-def self_check(rng: np.random.Generator) -> None:
-    """Dipole = −∂E/∂𝓔 and forces = −∂E/∂R by finite differences on a field-polarised dimer."""
-    atoms = cluster(2, rng)
+def self_check(rng: np.random.Generator, n_molecules: int = 2) -> tuple[float, float]:
+    """Dipole = −∂E/∂𝓔 and forces = −∂E/∂R by finite differences on a polarised cluster.
+
+    Returns the largest differences (e·Å, eV/Å); raises RuntimeError above 1e-4 / 2e-3.
+    """
+    atoms = cluster(n_molecules, rng)
     field = np.array([0.2, -0.3, 0.25])
     ref = single_point(atoms, field)
     h = 1e-3 * FIELD_AU  # 1e-3 a.u.
@@ -186,7 +191,7 @@ def self_check(rng: np.random.Generator) -> None:
         raise RuntimeError(f"dipole does not match -dE/dfield (max difference {err:.2e} e·Å)")
     dx = 1e-3
     worst = 0.0
-    for i, a in ((0, 0), (1, 1), (4, 2)):
+    for i, a in ((0, 0), (1, 1), (len(atoms) - 1, 2)):
         moved = atoms.copy()
         moved.positions[i, a] += dx
         e_plus = single_point(moved, field, gradient=False)["energy"]
@@ -196,6 +201,7 @@ def self_check(rng: np.random.Generator) -> None:
     print(f"check: forces vs -dE/dR: max |diff| {worst:.2e} eV/Å")
     if worst > 2e-3:
         raise RuntimeError(f"forces do not match -dE/dR (max difference {worst:.2e} eV/Å)")
+    return err, worst
 
 
 # --------------------------------------------------------------------------- driver
@@ -232,9 +238,31 @@ def make_structure(index: int, job: tuple[str, int, bool], seed: int, max_field:
     return atoms
 
 
+def split_train_test(
+    frames: list[Atoms], test_fraction: float, seed: int
+) -> tuple[list[Atoms], list[Atoms]]:
+    """Seeded split by structure, stratified by (config_type, has polarizability)."""
+    rng = np.random.default_rng([seed, 7])
+    strata: dict[tuple, list[int]] = {}
+    for i, atoms in enumerate(frames):
+        key = (atoms.info["config_type"], "polarizability" in atoms.info)
+        strata.setdefault(key, []).append(i)
+    test = set()
+    for key in sorted(strata):
+        members = strata[key]
+        n_test = int(round(test_fraction * len(members)))
+        test.update(rng.choice(members, size=n_test, replace=False).tolist())
+    train = [a for i, a in enumerate(frames) if i not in test]
+    return train, [a for i, a in enumerate(frames) if i in test]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "water_pbe0_field.extxyz")
+    parser.add_argument(
+        "--out", type=Path, default=HERE / "water_pbe0_field.extxyz",
+        help="stem: writes <stem>_train.extxyz and <stem>_test.extxyz",
+    )  # fmt: skip
+    parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-field", type=float, default=0.5, help="V/Å")
     parser.add_argument("--monomers", type=int, default=300)
@@ -247,8 +275,10 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="overwrite a finished file")
     args = parser.parse_args()
 
-    if args.out.exists() and not args.force:
-        raise SystemExit(f"{args.out} exists; pass --force to overwrite it")
+    outputs = [args.out.with_name(f"{args.out.stem}_{part}.extxyz") for part in ("train", "test")]
+    for path in outputs:
+        if path.exists() and not args.force:
+            raise SystemExit(f"{path} exists; pass --force to overwrite it")
     counts = {"monomer": args.monomers, "dimer": args.dimers, "trimer": args.trimers}
     n_polar = {"monomer": args.polar_monomers, "dimer": args.polar_dimers}
     if args.quick:
@@ -260,14 +290,18 @@ def main() -> None:
         self_check(np.random.default_rng([args.seed, 10**6]))
 
     partial = args.out.with_name(args.out.name + ".partial")
-    done = len(read(partial, ":")) if partial.exists() else 0
+    done = len(read(partial, ":", format="extxyz")) if partial.exists() else 0
     if done:
         print(f"resuming after {done} structures from {partial}")
     for index in tqdm(range(done, len(jobs)), initial=done, total=len(jobs), desc="water"):
         atoms = make_structure(index, jobs[index], args.seed, args.max_field)
         write(partial, atoms, format="extxyz", append=True)
-    os.replace(partial, args.out)
-    print(f"wrote {len(jobs)} structures to {args.out}")
+    frames = read(partial, ":", format="extxyz")
+    parts = split_train_test(frames, args.test_fraction, args.seed)
+    for path, part in zip(outputs, parts):
+        write(path, part, format="extxyz")
+        print(f"wrote {len(part)} structures to {path}")
+    os.remove(partial)
 
 
 if __name__ == "__main__":

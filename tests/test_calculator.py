@@ -32,6 +32,7 @@ def test_implemented_properties():
         "dipole",
         "polarizability",
         "born_effective_charges",
+        "dielectric_tensor",
     }
     # names ASE knows keep ASE's meaning; polarizability is our documented extra
     from ase.outputs import all_outputs

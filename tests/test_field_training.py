@@ -85,7 +85,15 @@ def test_evaluate_reports_dipole_polarizability_and_charges(water_set):
     assert summary["dipole_mae"] < 1e-6
     assert summary["polarizability_mae"] < 1e-6
     assert summary["charge_mae"] < 1e-6
+    assert summary["polarizability_iso_rel_mae"] < 1e-6
     assert "dipole MAE" in format_table(summary)
+    assert "isotropic polarizability" in format_table(summary)
+    for atoms in frames:  # labels 20 % smaller: predictions are 25 % too large
+        if "polarizability" in atoms.info:
+            atoms.info["polarizability"] = np.asarray(atoms.info["polarizability"]) * 0.8
+    scaled = evaluate_structures(teacher, frames)
+    assert scaled["polarizability_iso_rel_mae"] == pytest.approx(0.25, rel=1e-6)
+    assert scaled["polarizability_iso_rel_max"] == pytest.approx(0.25, rel=1e-6)
     other = copy.deepcopy(teacher)
     with torch.no_grad():
         other.field_embedding.linear.weight.mul_(0.0)

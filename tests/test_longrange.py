@@ -7,6 +7,7 @@ test the mathematics (exact derivatives, symmetries, conservation), not a fit.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -17,7 +18,13 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from conftest import make_bulk
 
 from ase_gnnp import GNNPCalculator, GNNPModel, ModelConfig
-from ase_gnnp.longrange import COULOMB_EV_A, Coulomb, ewald_parameters
+from ase_gnnp.longrange import (
+    COULOMB_EV_A,
+    EPSILON0,
+    ChargeEquilibration,
+    Coulomb,
+    ewald_parameters,
+)
 from ase_gnnp.nn.radial import PolynomialCutoff
 from ase_gnnp.testing import assert_forces_match_fd, assert_stress_matches_fd, random_rotation
 
@@ -88,6 +95,26 @@ def test_damped_pair_energy():
         ).sum()  # fmt: skip
         damp = float(u(torch.tensor(d, dtype=torch.float64)))
         assert float(e) == pytest.approx(COULOMB_EV_A * 0.7 * -0.4 * (1 - damp) / d, rel=1e-12)
+
+
+def test_electronegativity_prior_sets_the_sign_of_untrained_charges():
+    """With the MLP silent, Qeq on Pauling χ: O negative, H positive, Σq = Q exactly."""
+    head = ChargeEquilibration(4).to(torch.float64)
+    with torch.no_grad():
+        head.mlp[-1].weight.zero_()
+        head.mlp[-1].bias.zero_()
+    latent = torch.randn(3, 4, dtype=torch.float64)
+    numbers = torch.tensor([8, 1, 1])
+    q = head(latent, torch.zeros(3, dtype=torch.long), torch.zeros(1), numbers)
+    hardness = math.log(2.0) + 0.5  # softplus(0) + min_hardness
+    mean_chi = (3.44 + 2 * 2.20) / 3
+    expected = [(mean_chi - 3.44) / hardness] + 2 * [(mean_chi - 2.20) / hardness]
+    np.testing.assert_allclose(q.detach().numpy(), expected, rtol=1e-12)
+    silent = ChargeEquilibration(4, electronegativity_prior=0.0).to(torch.float64)
+    silent.load_state_dict(head.state_dict())  # the prior is not in the state dict
+    with torch.no_grad():
+        q_silent = silent(latent, torch.zeros(3, dtype=torch.long), torch.zeros(1), numbers)
+    assert float(q_silent.abs().max()) == 0.0
 
 
 # --------------------------------------------------------------------------- model fixtures
@@ -182,6 +209,20 @@ def test_periodic_forces_and_stress_with_coulomb_match_finite_differences(calc):
     assert_stress_matches_fd(atoms, atol=1e-6, eps=1e-5)
 
 
+def test_short_coulomb_damping_radius_is_used_and_differentiable():
+    """coulomb_damping < cutoff: the damping envelope ends there, derivatives stay exact."""
+    config = ModelConfig.from_dict({**CONFIG.to_dict(), "coulomb_damping": 2.0})
+    torch.manual_seed(3)
+    model = GNNPModel(config).to(torch.float64)
+    assert model.coulomb.damping.cutoff == 2.0
+    calc = GNNPCalculator(model, dtype=torch.float64)
+    atoms = _with(periodic_cell(), calc)
+    assert_forces_match_fd(atoms, atol=1e-6, eps=1e-4)
+    assert_stress_matches_fd(atoms, atol=1e-6, eps=1e-5)
+    with pytest.raises(ValueError, match="coulomb_damping"):
+        ModelConfig.from_dict({**CONFIG.to_dict(), "coulomb_damping": 4.0})
+
+
 def test_periodic_forces_in_a_field_add_q_times_field(calc):
     atoms = _with(periodic_cell(), calc, FIELD)
     plain = calc.model.config
@@ -253,6 +294,19 @@ def test_response_rotates_as_vectors_and_tensors(calc, improper):
                                rot @ ref["born_effective_charges"] @ rot.T, atol=1e-9)  # fmt: skip
 
 
+@pytest.mark.parametrize("improper", [False, True])
+def test_dielectric_tensor_rotates_with_cell_and_field(calc, improper):
+    rot = random_rotation(np.random.default_rng(8), improper=improper)
+    atoms = _with(periodic_cell(), calc, FIELD)
+    ref = calc.get_property("dielectric_tensor", atoms)
+    turned = atoms.copy()
+    turned.set_cell(atoms.cell.array @ rot.T, scale_atoms=True)
+    turned.info["electric_field"] = (rot @ FIELD).tolist()
+    turned.calc = calc
+    got = calc.get_property("dielectric_tensor", turned)
+    np.testing.assert_allclose(got, rot @ ref @ rot.T, atol=1e-9)
+
+
 def test_translation_changes_nothing_for_a_neutral_molecule(calc):
     atoms = _with(water_dimer(), calc, FIELD)
     ref = (atoms.get_potential_energy(), calc.get_property("dipole", atoms))
@@ -280,6 +334,32 @@ def test_calculator_field_overrides_info(_field_model):
     ref = _with(water_dimer(), GNNPCalculator(copy.deepcopy(_field_model), dtype=torch.float64),
                 FIELD)  # fmt: skip
     assert atoms.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-12)
+
+
+def test_dielectric_tensor_of_a_periodic_cell_is_energy_curvature(calc):
+    """ε∞ = I + (-∂²E/∂𝓔²)/(ε0 V), the curvature by finite differences of the energy."""
+    atoms = _with(periodic_cell(), calc, FIELD)
+    eps = calc.get_property("dielectric_tensor", atoms)
+    base, h = np.asarray(FIELD, dtype=float), 1e-3
+
+    def energy(shift):
+        probe = atoms.copy()
+        probe.calc = calc
+        probe.info["electric_field"] = (base + shift).tolist()
+        return probe.get_potential_energy()
+
+    curvature = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            ea, eb = h * np.eye(3)[a], h * np.eye(3)[b]
+            curvature[a, b] = (
+                energy(ea + eb) - energy(ea - eb) - energy(eb - ea) + energy(-ea - eb)
+            ) / (4 * h * h)
+    expected = np.eye(3) - curvature / (EPSILON0 * atoms.get_volume())
+    np.testing.assert_allclose(eps, expected, atol=1e-5)
+    assert np.abs(eps - np.eye(3)).max() > 1e-3
+    with pytest.raises(ValueError, match="periodic in all three"):
+        calc.get_property("dielectric_tensor", _with(water_dimer(), calc, FIELD))
 
 
 def test_dipole_of_a_periodic_cell_is_an_error(calc):

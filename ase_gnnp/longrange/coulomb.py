@@ -23,6 +23,8 @@ from ase_gnnp.nn.radial import PolynomialCutoff
 
 #: Coulomb constant e²/(4πε0) in eV·Å
 COULOMB_EV_A = 14.399645478425668
+#: vacuum permittivity ε0 = 1 / (4π k_e) in e/(V·Å) (= e²/(eV·Å))
+EPSILON0 = 1.0 / (4.0 * math.pi * COULOMB_EV_A)
 
 
 def ewald_parameters(real_cutoff: float, accuracy: float) -> tuple[float, float]:
@@ -82,13 +84,30 @@ class Coulomb(nn.Module):
         self.short_range_cutoff = short_range_cutoff
         self.smearing, self.lr_wavelength = ewald_parameters(real_cutoff, accuracy)
         self.damping = PolynomialCutoff(short_range_cutoff, damping_p)
+        # torch-pme calculators per (kind, device, dtype), built once; not module state, so
+        # they stay out of checkpoints and deep copies rebuild them lazily
+        self._calculators: dict[tuple, torchpme.Calculator] = {}
 
-    def _periodic_calculator(self):
-        potential = torchpme.CoulombPotential(smearing=self.smearing, prefactor=COULOMB_EV_A)
-        if self.method == "ewald":
-            return torchpme.EwaldCalculator(potential, lr_wavelength=self.lr_wavelength)
-        mesh = self.lr_wavelength / 2.0  # mesh Nyquist wavenumber >= 4 k_max
-        return torchpme.PMECalculator(potential, mesh_spacing=mesh)
+    def _calculator(self, periodic: bool, like: torch.Tensor) -> torchpme.Calculator:
+        key = (periodic, like.device, like.dtype)
+        if key not in self._calculators:
+            if not periodic:
+                calc = torchpme.Calculator(torchpme.CoulombPotential(prefactor=COULOMB_EV_A))
+            else:
+                potential = torchpme.CoulombPotential(
+                    smearing=self.smearing, prefactor=COULOMB_EV_A
+                )
+                if self.method == "ewald":
+                    calc = torchpme.EwaldCalculator(potential, lr_wavelength=self.lr_wavelength)
+                else:  # mesh Nyquist wavenumber >= 4 k_max
+                    calc = torchpme.PMECalculator(potential, mesh_spacing=self.lr_wavelength / 2)
+            self._calculators[key] = calc.to(device=like.device, dtype=like.dtype)
+        return self._calculators[key]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_calculators"] = {}
+        return state
 
     def bare_energies(self, charges: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor,
                       pbc: torch.Tensor) -> torch.Tensor:  # fmt: skip
@@ -105,7 +124,7 @@ class Coulomb(nn.Module):
         if n < 2 and not bool(pbc.any()):
             return charges * 0.0
         if bool(pbc.all()):
-            calculator = self._periodic_calculator().to(device=pos.device, dtype=pos.dtype)
+            calculator = self._calculator(True, pos)
             nl = NeighborList(cutoff=self.real_cutoff, full_list=False)
             i, j, shifts = nl.compute(
                 pos.detach().cpu().numpy().astype(np.float64),
@@ -117,8 +136,7 @@ class Coulomb(nn.Module):
             shifts = torch.as_tensor(shifts, dtype=pos.dtype, device=pos.device)
             vectors = pos[pairs[:, 1]] - pos[pairs[:, 0]] + shifts @ cell
         elif not bool(pbc.any()):
-            calculator = torchpme.Calculator(torchpme.CoulombPotential(prefactor=COULOMB_EV_A))
-            calculator = calculator.to(device=pos.device, dtype=pos.dtype)
+            calculator = self._calculator(False, pos)
             pairs = torch.triu_indices(n, n, offset=1, device=pos.device).T
             vectors = pos[pairs[:, 1]] - pos[pairs[:, 0]]
             cell = torch.zeros_like(cell)
