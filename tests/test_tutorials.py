@@ -44,3 +44,22 @@ def test_sio2_long_range_quick(tmp_path):
     assert "mean learned charge" in out and "hybrid / short-range" in out
     report = (tmp_path / "sio2_long_range.json").read_text()
     assert '"hybrid"' in report and '"short_range"' in report
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("water-pbe0" not in shipped_models(), reason="water-pbe0 is not shipped")
+def test_water_field_quick(tmp_path):
+    out = _run("tutorials/water_field.py", "--quick", "--threads", "1", "--out", str(tmp_path))
+    assert "dipole MAE" in out and "slope" in out
+    assert (tmp_path / "water_field_dipoles.png").stat().st_size > 1000
+    assert (tmp_path / "water_field_quick.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("sige-small" not in shipped_models(), reason="sige-small is not shipped")
+def test_elastic_constants_quick(tmp_path):
+    args = ("--quick", "--threads", "1", "--out", str(tmp_path))
+    out = _run("tutorials/elastic_constants.py", *args)
+    assert "largest deviation from the teacher" in out
+    assert (tmp_path / "elastic_sweep_quick.png").stat().st_size > 1000
+    assert (tmp_path / "elastic_constants_quick.json").is_file()

@@ -1,4 +1,4 @@
-"""``ase-gnnp`` command line: train, eval, md, info, bench."""
+"""``ase-gnnp`` command line: train, eval, md, info, bench, elastic."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import argparse
 import sys
 import warnings
 
-from ase_gnnp.cli import bench, evaluate, info, md, train
+from ase_gnnp.cli import bench, elastic, evaluate, info, md, train
 
-COMMANDS = {"train": train, "eval": evaluate, "md": md, "info": info, "bench": bench}
+COMMANDS = {
+    "train": train,
+    "eval": evaluate,
+    "md": md,
+    "info": info,
+    "bench": bench,
+    "elastic": elastic,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command].run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         print(f"ase-gnnp {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -32,3 +32,21 @@ def add_key_options(parser: argparse.ArgumentParser) -> None:
 def setup_threads(threads: int) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def read_structure(spec: str):
+    """A structure file read by ase.io, or a chemical symbol built as its ASE reference
+    bulk crystal (conventional cubic cell where one exists), e.g. ``Si`` (diamond)."""
+    from pathlib import Path
+
+    from ase.build import bulk
+    from ase.data import atomic_numbers, reference_states
+    from ase.io import read
+
+    if Path(spec).is_file():
+        return read(spec)
+    if spec not in atomic_numbers:
+        raise ValueError(f"--structure {spec!r} is neither a file nor a chemical symbol")
+    state = reference_states[atomic_numbers[spec]] or {}
+    cubic = state.get("symmetry") in ("fcc", "bcc", "diamond", "sc")
+    return bulk(spec, cubic=cubic)
