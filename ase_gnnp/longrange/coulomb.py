@@ -2,11 +2,12 @@
 
 ``E = k_e Σ_{i<j} q_i q_j [1 - u(r_ij / r_s)] / r_ij`` over all pairs and periodic images,
 where ``u`` is the polynomial envelope of :class:`ase_gnnp.nn.radial.PolynomialCutoff`
-(``u(0) = 1``, ``u(1) = 0``, smooth): beyond ``r_s`` (the network's cutoff) it is the bare
-Coulomb energy, inside it fades to zero, so the network and the Coulomb term do not both
-describe the short range. The full ``1/r`` sum comes from torch-pme (Ewald or PME for cells
-periodic in three directions, a direct sum for molecules); the damping is a pair sum over
-the network's own edges.
+(``u(0) = 1``, ``u(1) = 0``, smooth): beyond ``r_s`` (the model's ``coulomb_damping``,
+by default the network's cutoff, never beyond it) it is the bare Coulomb energy, inside it
+fades to zero, so the network and the Coulomb term do not both describe the short range.
+The full ``1/r`` sum comes from torch-pme (Ewald or PME for cells periodic in three
+directions, a direct sum for molecules); the damping is a pair sum over the network's own
+edges.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class Coulomb(nn.Module):
     Parameters
     ----------
     short_range_cutoff
-        ``r_s`` (Å) inside which the Coulomb interaction fades out (the network's cutoff).
+        ``r_s`` (Å) inside which the Coulomb interaction fades out; at most the network's
+        cutoff, since the damping is summed over the network's edges.
     method
         ``"ewald"`` or ``"pme"`` for periodic cells (PME scales better beyond a few
         hundred atoms).
