@@ -241,6 +241,31 @@ class GNNPCalculator(Calculator):
         response = self._check_response_request(self.atoms, properties)
         self.results = self._evaluate([self.atoms], stress, response)[0]
 
+    def get_hessian(self, atoms: Atoms | None = None, atom_indices=None) -> np.ndarray:
+        """Analytic force constants ``Φ[i, j, α, β] = ∂²E/∂r_iα ∂r_jβ`` (eV/Å²) by autograd.
+
+        Parameters
+        ----------
+        atoms
+            Structure (default: the calculator's current atoms).
+        atom_indices
+            Rows ``i`` wanted (default: all atoms), e.g. the primitive atoms of a phonopy
+            supercell (phonopy's compact force constants).
+
+        Returns
+        -------
+        ndarray
+            ``(len(atom_indices), N, 3, 3)``. Moving an atom of a periodic cell moves its
+            images, as in a supercell finite-displacement calculation.
+        """
+        from ase_gnnp.hessian import hessian_rows
+
+        atoms = atoms if atoms is not None else self.atoms
+        if not isinstance(atoms, Atoms):
+            raise TypeError(f"atoms must be ase.Atoms, got {type(atoms).__name__}")
+        graph = self._graph(atoms).to(self.device)
+        return _numpy(hessian_rows(self.model, graph, atom_indices))
+
     def batch_evaluate(
         self,
         atoms_list: Sequence[Atoms],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,23 @@ def test_elastic_constants_quick(tmp_path):
     assert "largest deviation from the teacher" in out
     assert (tmp_path / "elastic_sweep_quick.png").stat().st_size > 1000
     assert (tmp_path / "elastic_constants_quick.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("sige-small" not in shipped_models(), reason="sige-small is not shipped")
+def test_phonons_quick(tmp_path):
+    pytest.importorskip("phonopy")
+    out = _run("tutorials/phonons_si.py", "--quick", "--threads", "1", "--out", str(tmp_path))
+    assert "largest deviation from the teacher" in out and "analytic Hessian" in out
+    assert (tmp_path / "phonons_si_quick.png").stat().st_size > 1000
+    assert (tmp_path / "phonons_si_thermal_quick.png").stat().st_size > 1000
+    assert (tmp_path / "phonons_si_quick.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("i-pi") is None, reason="i-pi is not installed")
+def test_pimd_quick(tmp_path):
+    out = _run("tutorials/pimd_si.py", "--quick", "--out", str(tmp_path))
+    assert "potential error" in out and "discretisation error at P=4" in out
+    assert (tmp_path / "pimd_si_quick.png").stat().st_size > 1000
+    assert (tmp_path / "pimd_si_quick.json").is_file()

@@ -1,4 +1,4 @@
-"""``ase-gnnp`` command line: train, eval, md, info, bench, elastic."""
+"""``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 
-from ase_gnnp.cli import bench, elastic, evaluate, info, md, train
+from ase_gnnp.cli import bench, elastic, evaluate, info, ipi, md, phonons, train
 
 COMMANDS = {
     "train": train,
@@ -15,6 +15,8 @@ COMMANDS = {
     "info": info,
     "bench": bench,
     "elastic": elastic,
+    "phonons": phonons,
+    "ipi": ipi,
 }
 
 
@@ -33,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command].run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+    except (
+        ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError,
+        ConnectionError, TimeoutError,
+    ) as err:  # fmt: skip
         print(f"ase-gnnp {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
-from ase.filters import FrechetCellFilter
-from ase.optimize import BFGS
+
+from ase_gnnp.workflows.relax import relax
 
 #: Voigt index -> (row, column) of the symmetric strain tensor
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -147,19 +147,14 @@ class ElasticCalculation:
         self.max_steps = int(max_steps)
         self.reference = atoms.copy()
         self.reference.calc = calc
-        if relax_cell:
-            self._relax(FrechetCellFilter(self.reference), "reference cell")
-        elif self.relax_ions:
-            self._relax(self.reference, "reference positions")
+        if relax_cell or self.relax_ions:
+            what = "reference cell" if relax_cell else "reference positions"
+            self._relax(self.reference, what, cell=relax_cell)
         self.volume = self.reference.get_volume()
         self._cache: dict[tuple, tuple[float, np.ndarray]] = {}
 
-    def _relax(self, target, what: str) -> None:
-        opt = BFGS(target, logfile=None)
-        if not opt.run(fmax=self.fmax, steps=self.max_steps):
-            raise RuntimeError(
-                f"relaxing the {what} did not reach fmax={self.fmax} eV/Å in {self.max_steps} steps"
-            )
+    def _relax(self, atoms: Atoms, what: str, cell: bool = False) -> None:
+        relax(atoms, cell, self.fmax, self.max_steps, what)
 
     def evaluate(self, voigt: Sequence[float]) -> tuple[float, np.ndarray]:
         """Energy (eV) and Voigt stress (eV/Å³) of the reference strained by ``voigt``."""
