@@ -84,3 +84,12 @@ def test_pimd_quick(tmp_path):
     assert "potential error" in out and "discretisation error at P=4" in out
     assert (tmp_path / "pimd_si_quick.png").stat().st_size > 1000
     assert (tmp_path / "pimd_si_quick.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("w-eam" not in shipped_models(), reason="w-eam is not shipped")
+def test_peierls_quick(tmp_path):
+    out = _run("tutorials/peierls_w.py", "--quick", "--threads", "1", "--out", str(tmp_path))
+    assert "model / teacher barrier" in out
+    assert (tmp_path / "peierls_w_quick.png").stat().st_size > 1000
+    assert (tmp_path / "peierls_w_quick.json").is_file()

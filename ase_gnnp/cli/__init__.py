@@ -1,4 +1,4 @@
-"""``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi."""
+"""``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi, peierls."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 
-from ase_gnnp.cli import bench, elastic, evaluate, info, ipi, md, phonons, train
+from ase_gnnp.cli import bench, elastic, evaluate, info, ipi, md, peierls, phonons, train
 
 COMMANDS = {
     "train": train,
@@ -17,6 +17,7 @@ COMMANDS = {
     "elastic": elastic,
     "phonons": phonons,
     "ipi": ipi,
+    "peierls": peierls,
 }
 
 

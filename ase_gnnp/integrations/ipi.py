@@ -186,8 +186,13 @@ def write_pimd_input(
     stride: int = 1,
     prefix: str = "sim",
     properties: tuple[str, ...] = (
-        "step", "time{picosecond}", "conserved{electronvolt}", "temperature{kelvin}",
-        "kinetic_cv{electronvolt}", "kinetic_td{electronvolt}", "potential{electronvolt}",
+        "step",
+        "time{picosecond}",
+        "conserved{electronvolt}",
+        "temperature{kelvin}",
+        "kinetic_cv{electronvolt}",
+        "kinetic_td{electronvolt}",
+        "potential{electronvolt}",
         "r_gyration{angstrom}",
     ),  # fmt: skip
 ) -> Path:
@@ -276,7 +281,9 @@ class IPIServer:
     def start(self) -> IPIServer:
         executable = shutil.which("i-pi")
         if executable is None:
-            raise ImportError("the i-pi program is needed; install it with pip install 'ase_gnnp[ipi]'")
+            raise ImportError(
+                "the i-pi program is needed; install it with pip install 'ase_gnnp[ipi]'"
+            )
         problem = _address_in_use(self.unix, self.host, self.port)
         if problem:
             raise ValueError(f"i-PI address in use: {problem}")

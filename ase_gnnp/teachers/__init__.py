@@ -2,6 +2,14 @@
 compare workflows side by side with the learned model."""
 
 from ase_gnnp.teachers.bks import BKS_CHARGES, BKSCalculator
+from ase_gnnp.teachers.eam_w import FINNIS_SINCLAIR_W, finnis_sinclair_w
 from ase_gnnp.teachers.tersoff import TERSOFF_SIGE_1989, tersoff_sige
 
-__all__ = ["BKS_CHARGES", "TERSOFF_SIGE_1989", "BKSCalculator", "tersoff_sige"]
+__all__ = [
+    "BKS_CHARGES",
+    "FINNIS_SINCLAIR_W",
+    "TERSOFF_SIGE_1989",
+    "BKSCalculator",
+    "finnis_sinclair_w",
+    "tersoff_sige",
+]

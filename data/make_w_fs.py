@@ -1,0 +1,131 @@
+"""Generate the W reference set with the Finnis–Sinclair (1984) teacher.
+
+Writes ``w_fs_train.extxyz`` (seed 0) and ``w_fs_test.extxyz`` (seed 1, the same recipe at
+a quarter of the size) next to this script. Labels (energy, forces, stress) are ASE
+calculator results; every frame records ``config_type``, ``teacher`` and ``seed``.
+
+Groups: ``strained`` (rattled 2-, 16- and 54-atom BCC cells, random ±3 % strains),
+``md300`` / ``md1000`` / ``md2000`` (Langevin snapshots, 54 atoms), ``vacancy`` (53
+atoms, MD at 600 K), ``surface`` ((110) and (100) slabs with vacuum), and the screw
+dislocation: ``core`` (the relaxed cores at the two neighbouring Peierls valleys and
+Langevin snapshots of the 361-atom cylinder at 100–600 K around them, outer shell fixed)
+and ``core_interp`` (rattled linear interpolations between the two relaxed cores). The
+minimum energy path itself is never in the data: the model has to find it.
+
+Run: ``python data/make_w_fs.py`` (about five minutes on 2 cores; refuses to overwrite
+existing files unless ``--force``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from _script import generate_sets  # data/_script.py
+from ase import Atoms, units
+from ase.build import bulk, surface
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.optimize import FIRE
+from tqdm import tqdm
+
+from ase_gnnp.teachers.eam_w import FINNIS_SINCLAIR_W, TEACHER_LABEL_W, finnis_sinclair_w
+from ase_gnnp.workflows.peierls import build_glide
+
+HERE = Path(__file__).resolve().parent
+A0 = FINNIS_SINCLAIR_W["a0"]
+#: the teacher's own elastic constants (GPa), for the dislocation's displacement field
+C11, C12, C44 = 523.1, 204.4, 160.6
+
+
+def label(atoms: Atoms, config_type: str, seed: int, calc) -> Atoms:
+    atoms = atoms.copy()
+    atoms.set_constraint()
+    atoms.calc = calc
+    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    if np.all(atoms.pbc):
+        results["stress"] = atoms.get_stress()
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    atoms.info.update(config_type=config_type, teacher=TEACHER_LABEL_W, seed=seed)
+    return atoms
+
+
+def strained(atoms: Atoms, max_strain: float, rng: np.random.Generator) -> Atoms:
+    eps = rng.uniform(-max_strain, max_strain, (3, 3))
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+    return atoms
+
+
+def md_snapshots(atoms, calc, temperature, n_snap, every, rng, equilibrate=200):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    dyn = Langevin(atoms, 2.0 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+    dyn.run(equilibrate)
+    snaps = []
+    for _ in range(n_snap):
+        dyn.run(every)
+        snaps.append(atoms.copy())
+    return snaps
+
+
+def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
+    rng = np.random.default_rng(seed)
+    calc = finnis_sinclair_w()
+    frames: list[Atoms] = []
+    n = lambda k: max(1, int(round(k * scale)))  # noqa: E731
+
+    for _ in tqdm(range(n(60)), desc=f"strained (seed {seed})"):
+        reps = [(1, 1, 1), (2, 2, 2), (3, 3, 3)][int(rng.integers(3))]
+        atoms = strained(bulk("W", "bcc", a=A0, cubic=True) * reps, 0.03, rng)
+        atoms.rattle(stdev=rng.uniform(0.005, 0.08), seed=int(rng.integers(2**31)))
+        frames.append(label(atoms, "strained", seed, calc))
+
+    for temperature in tqdm((300, 1000, 2000), desc=f"md (seed {seed})"):
+        cell = bulk("W", "bcc", a=A0, cubic=True) * (3, 3, 3)
+        for snap in md_snapshots(cell, calc, temperature, n(10), 25, rng):
+            frames.append(label(snap, f"md{temperature}", seed, calc))
+
+    for _ in tqdm(range(n(3)), desc=f"vacancy (seed {seed})"):
+        cell = bulk("W", "bcc", a=A0, cubic=True) * (3, 3, 3)
+        del cell[int(rng.integers(len(cell)))]
+        for snap in md_snapshots(cell, calc, 600, 3, 25, rng):
+            frames.append(label(snap, "vacancy", seed, calc))
+
+    for miller in tqdm(((1, 1, 0), (1, 0, 0)), desc=f"surface (seed {seed})"):
+        slab = surface(bulk("W", "bcc", a=A0, cubic=True), miller, layers=6, vacuum=5.0,
+                       periodic=True) * (2, 2, 1)  # fmt: skip
+        for snap in md_snapshots(slab, calc, 600, n(4), 25, rng):
+            frames.append(label(snap, "surface", seed, calc))
+
+    setup = build_glide("W", A0, C11, C12, C44, radius=25.0)
+    cores = []
+    for atoms in (setup.initial, setup.final):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        FIRE(atoms, logfile=None).run(fmax=0.005, steps=1000)
+        cores.append(atoms)
+        frames.append(label(atoms, "core", seed, calc))
+    for _ in tqdm(range(n(4)), desc=f"core md (seed {seed})"):
+        start = cores[int(rng.integers(2))]
+        temperature = float(rng.choice([100, 300, 600]))
+        # the FixAtoms constraint of the outer shell stays on during MD
+        for snap in md_snapshots(start, calc, temperature, 3, 20, rng, equilibrate=50):
+            frames.append(label(snap, "core", seed, calc))
+    for _ in tqdm(range(n(12)), desc=f"core interpolation (seed {seed})"):
+        t = rng.uniform(0.05, 0.95)
+        atoms = cores[0].copy()
+        atoms.positions = (1 - t) * cores[0].positions + t * cores[1].positions
+        atoms.rattle(stdev=0.02, seed=int(rng.integers(2**31)))
+        frames.append(label(atoms, "core_interp", seed, calc))
+    return frames
+
+
+def main() -> None:
+    jobs = [("w_fs_train.extxyz", 0, 1.0), ("w_fs_test.extxyz", 1, 0.25)]
+    generate_sets(__doc__.splitlines()[0], HERE, generate, jobs)
+
+
+if __name__ == "__main__":
+    main()
