@@ -8,20 +8,21 @@ results, so ``atoms.get_potential_energy()`` etc. work after ``ase.io.read``.
 
 Groups (per seed): rattled and strained (±3 %) crystals over x_Ge in 0..1, Langevin MD
 snapshots at 300–1500 K, vacancies, (100)/(110)/(111) surface slabs, and random
-Si_{1-x}Ge_x alloys for x = 0, 0.1, ..., 1. Run: ``python data/make_sige_tersoff.py``
-(about two minutes on 2 cores). Refuses to overwrite existing files unless ``--force``.
+Si_{1-x}Ge_x alloys for x = 0, 0.1, ..., 1, and the harmonic regime (±1 % strains of
+nearly perfect crystals, single displaced atoms) for elastic constants and phonons.
+Run: ``python data/make_sige_tersoff.py`` (about two minutes on 2 cores). Refuses to
+overwrite existing files unless ``--force``.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
+from _script import generate_sets  # data/_script.py
 from ase import Atoms, units
 from ase.build import bulk, surface
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import write
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from tqdm import tqdm
@@ -129,22 +130,29 @@ def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
             atoms = strain(crystal(float(x), (2, 2, 2), rng), 0.01, rng)
             atoms.rattle(stdev=0.05, seed=int(rng.integers(2**31)))
             frames.append(label(atoms, "alloy", seed))
+
+    # 6. the harmonic regime (elastic constants, phonons): small homogeneous strains
+    #    (±1 %) of nearly perfect crystals, and single atoms displaced by 0.01-0.04 Å in
+    #    64-atom cells; drawn last, so that groups 1-5 stay what they were
+    for _ in tqdm(range(n(24)), desc=f"harmonic strain (seed {seed})"):
+        x = rng.choice([0.0, 0.0, 0.0, 0.5, 1.0])
+        reps = (1, 1, 1) if rng.random() < 0.5 else (2, 2, 2)
+        atoms = strain(crystal(float(x), reps, rng), 0.01, rng)
+        atoms.rattle(stdev=0.003, seed=int(rng.integers(2**31)))
+        frames.append(label(atoms, "harmonic", seed))
+    for _ in tqdm(range(n(24)), desc=f"harmonic displacement (seed {seed})"):
+        atoms = crystal(float(rng.choice([0.0, 0.0, 0.0, 0.5, 1.0])), (2, 2, 2), rng)
+        direction = rng.normal(size=3)
+        atoms.positions[int(rng.integers(len(atoms)))] += (
+            rng.uniform(0.01, 0.04) * direction / np.linalg.norm(direction)
+        )
+        frames.append(label(atoms, "harmonic", seed))
     return frames
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE)
-    parser.add_argument("--force", action="store_true", help="overwrite existing files")
-    args = parser.parse_args()
     jobs = [("sige_tersoff_train.extxyz", 0, 1.0), ("sige_tersoff_test.extxyz", 1, 0.25)]
-    for name, _, _ in jobs:
-        if (args.out / name).exists() and not args.force:
-            raise SystemExit(f"{args.out / name} exists; pass --force to overwrite it")
-    for name, seed, scale in jobs:
-        frames = generate(seed, scale)
-        write(args.out / name, frames, format="extxyz")
-        print(f"wrote {len(frames)} frames, {sum(map(len, frames))} atoms to {args.out / name}")
+    generate_sets(__doc__.splitlines()[0], HERE, generate, jobs)
 
 
 if __name__ == "__main__":
