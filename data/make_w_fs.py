@@ -9,8 +9,10 @@ Groups: ``strained`` (rattled 2-, 16- and 54-atom BCC cells, random ±3 % strain
 atoms, MD at 600 K), ``surface`` ((110) and (100) slabs with vacuum), and the screw
 dislocation: ``core`` (the relaxed cores at the two neighbouring Peierls valleys and
 Langevin snapshots of the 361-atom cylinder at 100–600 K around them, outer shell fixed)
-and ``core_interp`` (rattled linear interpolations between the two relaxed cores). The
-minimum energy path itself is never in the data: the model has to find it.
+``core_interp`` (rattled linear interpolations between the two relaxed cores) and
+``core_path`` (the teacher's climbing-image NEB images of one glide step in cylinders of
+radius 15 and 20 Å, as they are and rattled by 0.01 Å; the test set uses 18 Å). The
+path of the 25 Å cylinder used for the barrier benchmark is never in the data.
 
 Run: ``python data/make_w_fs.py`` (about five minutes on 2 cores; refuses to overwrite
 existing files unless ``--force``).
@@ -31,7 +33,7 @@ from ase.optimize import FIRE
 from tqdm import tqdm
 
 from ase_gnnp.teachers.eam_w import FINNIS_SINCLAIR_W, TEACHER_LABEL_W, finnis_sinclair_w
-from ase_gnnp.workflows.peierls import build_glide
+from ase_gnnp.workflows.peierls import build_glide, peierls_barrier
 
 HERE = Path(__file__).resolve().parent
 A0 = FINNIS_SINCLAIR_W["a0"]
@@ -119,6 +121,19 @@ def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
         atoms.positions = (1 - t) * cores[0].positions + t * cores[1].positions
         atoms.rattle(stdev=0.02, seed=int(rng.integers(2**31)))
         frames.append(label(atoms, "core_interp", seed, calc))
+
+    # glide paths of smaller cylinders (never the 25 Å one of the barrier benchmark):
+    # the teacher's climbing-image NEB images, as they are and rattled
+    radii = (15.0, 20.0) if seed == 0 else (18.0,)
+    for radius in tqdm(radii, desc=f"core glide paths (seed {seed})"):
+        small = build_glide("W", A0, C11, C12, C44, radius=radius)
+        path = peierls_barrier(small, calc, n_images=9)
+        for image in path.images:
+            frames.append(label(image, "core_path", seed, calc))
+            for _ in range(n(2)):
+                rattled = image.copy()
+                rattled.rattle(stdev=0.01, seed=int(rng.integers(2**31)))
+                frames.append(label(rattled, "core_path", seed, calc))
     return frames
 
 
