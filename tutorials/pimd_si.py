@@ -191,25 +191,37 @@ def main() -> None:
               f"potential error {model_error:+.4f} ± {combined:.4f}; "
               f"discretisation error at P={p_max}: {disc:+.4f}")  # fmt: skip
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, (key, label) in zip(axes, OBSERVABLES.items()):
-        x = 1.0 / np.asarray(args.beads, dtype=float) ** 2
-        grid = np.linspace(0, x.max(), 100)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex="col")
+    x = 1.0 / np.asarray(args.beads, dtype=float) ** 2
+    grid = np.linspace(0, 1.0 / 16, 50)  # the fitted range, P >= 4
+    for col, (key, label) in enumerate(OBSERVABLES.items()):
+        ax, ax_diff = axes[0, col], axes[1, col]
         for (name, style), color in zip(((args.model, "o"), ("tersoff", "s")), ("C0", "C1")):
             values = [r[key][0] for r in results[name]]
             errors = [r[key][1] for r in results[name]]
             lim = report["limits"][key][name]
-            ax.errorbar(x, values, yerr=errors, fmt=style, color=color, capsize=3, label=name)
+            ax.errorbar(x, values, yerr=errors, fmt=style, color=color, capsize=3, label=name,
+                        mfc="none" if name == "tersoff" else None)  # fmt: skip
             ax.plot(grid, lim["P_inf"] + lim["slope_1_over_P2"] * grid, "-", color=color, lw=0.8)
-            ax.errorbar([0], [lim["P_inf"]], yerr=[lim["P_inf_error"]], fmt="*", color=color,
-                        ms=10, capsize=3)  # fmt: skip
-        ax.set(xlabel="1 / P²", ylabel=label, xscale="symlog", xlim=(0, 1.1),
-               title="discretisation: along 1/P²; potential: gap at 1/P² = 0")  # fmt: skip
-        ax.set_xscale("symlog", linthresh=1e-3)
-        ax.title.set_fontsize(8)
-    axes[0].axhline(classical, color="0.5", ls=":", label="classical 3/2 k_B T")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"PIMD diamond Si, {args.temperature:g} K (i-PI, PILE-L; ★: P→∞ fit)")
+        ax.set(ylabel=label, title="discretisation: the trend in 1/P² (fit over P ≥ 4)")
+        diff, diff_err = zip(*paired[key])
+        lim = report["limits"][key]["model_minus_teacher"]
+        ax_diff.errorbar(x, diff, yerr=diff_err, fmt="o", color="C2", capsize=3)
+        inf = f"P→∞: {lim['value']:+.3g} ± {lim['error']:.1g}"
+        ax_diff.errorbar([0], [lim["value"]], yerr=[lim["error"]], fmt="*", color="C3", ms=12,
+                         capsize=3, label=inf)  # fmt: skip
+        ax_diff.axhline(0, color="0.6", lw=0.6)
+        ax_diff.set(xlabel="1 / P²", ylabel=f"{args.model} − Tersoff",
+                    title="potential error: paired (same-seed) difference")  # fmt: skip
+        ax_diff.legend(fontsize=8)
+        for a in (ax, ax_diff):
+            a.set_xscale("symlog", linthresh=1e-3)
+            a.set_xlim(-3e-4, 1.5)
+            a.title.set_fontsize(9)
+    axes[0, 0].axhline(classical, color="0.5", ls=":", label="classical 3/2 k_B T")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"PIMD diamond Si, {args.temperature:g} K (i-PI, PILE-L), error bars: "
+                 "block averages")  # fmt: skip
     fig.tight_layout()
     suffix = "_quick" if args.quick else ""
     png = args.out / f"pimd_si{suffix}.png"
