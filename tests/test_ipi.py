@@ -181,3 +181,17 @@ def test_read_properties_parses_multi_column_headers(tmp_path):
     (tmp_path / "empty.out").write_text("0 1\n")
     with pytest.raises(ValueError, match="no i-PI column header"):
         read_properties(tmp_path / "empty.out")
+
+
+def test_join_stops_i_pi_when_a_client_fails(tmp_path):
+    name = _name()
+    xml = write_pimd_input(tmp_path / "input.xml", bulk("Si"), nbeads=2, temperature=100.0,
+                           steps=100, unix=name)  # fmt: skip
+    with IPIServer(xml, unix=name) as server:
+        failing = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.exit('no such model')"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        with pytest.raises(RuntimeError, match="no such model"):
+            server.join(timeout=60, clients=[failing])
+        assert server.process.poll() is not None  # i-PI was stopped, not left waiting

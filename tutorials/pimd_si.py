@@ -76,11 +76,7 @@ def run_pimd(source: list[str], nbeads: int, args, workdir: Path) -> dict:
                str(workdir / "sim_init.extxyz"), "--unix", name]  # fmt: skip
         clients = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, env=env) for _ in range(args.clients)]  # fmt: skip
-        while server.process.poll() is None:
-            failed = [c for c in clients if c.poll() not in (None, 0)]
-            if failed:
-                raise RuntimeError(failed[0].communicate()[1][-2000:])
-            time.sleep(0.2)
+        server.join(clients=clients)
         for c in clients:
             c.communicate(timeout=60)
     seconds = time.perf_counter() - start

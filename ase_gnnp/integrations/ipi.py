@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -125,12 +126,9 @@ def serve(
         except SocketClosed:
             state["dropped"] = True
             raise
-        except OSError as err:  # socket.timeout is an OSError
-            if isinstance(err, TimeoutError) or "timed out" in str(err):
-                raise TimeoutError(
-                    f"i-PI sent nothing for {timeout:g} s; is it still running?"
-                ) from err
-            raise
+        except TimeoutError as err:  # socket.timeout is TimeoutError since Python 3.10
+            silent = f"i-PI sent nothing for {timeout:g} s; is it still running?"
+            raise TimeoutError(silent) from err
         state["exit"] = msg == "EXIT"
         return msg
 
@@ -304,13 +302,26 @@ class IPIServer:
             time.sleep(0.1)
         return self
 
-    def join(self, timeout: float | None = None) -> int:
-        """Wait for i-PI to finish; its exit code."""
+    def join(self, timeout: float | None = None, clients: Sequence[subprocess.Popen] = ()) -> int:
+        """Wait for i-PI to finish; its exit code.
+
+        ``clients`` are client processes (started with ``stderr=PIPE``) to watch meanwhile:
+        if one fails, i-PI would wait for it forever, so it is stopped and a
+        ``RuntimeError`` carries the end of the client's error output.
+        """
         if self.process is None:
             raise RuntimeError("i-PI was not started")
-        code = self.process.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.process.poll() is None:
+            failed = [c for c in clients if c.poll() not in (None, 0)]
+            if failed:
+                self.stop()
+                raise RuntimeError(f"an i-PI client failed:\n{failed[0].communicate()[1][-2000:]}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.process.args, timeout)
+            time.sleep(0.1)
         self._log.close()
-        return code
+        return self.process.returncode
 
     def stop(self, grace: float = 10.0) -> None:
         """Ask i-PI to stop (EXIT file), then terminate it if it does not."""

@@ -20,6 +20,8 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 
+from ase_gnnp.workflows.relax import relax
+
 __all__ = ["GlideSetup", "PeierlsResult", "build_glide", "peierls_barrier", "plot_barriers"]
 
 
@@ -104,15 +106,17 @@ class PeierlsResult:
         x = self.path * self.glide_distance  # Å
         spline = CubicSpline(x, self.energies / 1000.0)  # eV per b of line
         grid = np.linspace(x[0], x[-1], 400)
-        slope = spline(grid, 1).max()  # eV/Å per b of line
-        return float(slope / self.burgers**2 / units.GPa * 1000.0)
+        return self._stress_mpa(spline(grid, 1).max())  # slope in eV/Å per b of line
 
     @property
     def peierls_stress_sinusoidal(self) -> float:
         """``π ΔE / (a' b²)``, MPa: the largest slope of a sinusoidal profile of the same
         height over the glide step a'; the robust figure when the path is rugged (the
         spline slope then measures the ruggedness, not the lattice resistance)."""
-        slope = np.pi * self.barrier / 1000.0 / self.glide_distance
+        return self._stress_mpa(np.pi * self.barrier / 1000.0 / self.glide_distance)
+
+    def _stress_mpa(self, slope: float) -> float:
+        """Resolved shear stress (MPa) that balances an energy slope (eV/Å per b of line)."""
         return float(slope / self.burgers**2 / units.GPa * 1000.0)
 
     @property
@@ -137,13 +141,6 @@ class PeierlsResult:
             "seconds": self.seconds,
             "neb_steps": self.neb_steps,
         }
-
-
-def _relax(atoms: Atoms, fmax: float, steps: int, what: str) -> None:
-    from ase.optimize import FIRE
-
-    if not FIRE(atoms, logfile=None).run(fmax=fmax, steps=steps):
-        raise RuntimeError(f"relaxing the {what} did not reach fmax={fmax} eV/Å in {steps} steps")
 
 
 def peierls_barrier(
@@ -181,7 +178,7 @@ def peierls_barrier(
     for which, atoms in (("initial", setup.initial), ("final", setup.final)):
         atoms = atoms.copy()
         atoms.calc = calc
-        _relax(atoms, fmax / 2, max_steps, f"{which} dislocation core")
+        relax(atoms, False, fmax / 2, max_steps, f"{which} dislocation core", optimizer=FIRE)
         ends.append(atoms)
     images = [ends[0]] + [ends[0].copy() for _ in range(n_images - 2)] + [ends[1]]
     for image in images:

@@ -5,12 +5,21 @@ from __future__ import annotations
 from ase import Atoms
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
+from ase.optimize.optimize import Optimizer
 
 __all__ = ["relax"]
 
 
-def relax(atoms: Atoms, cell: bool, fmax: float, max_steps: int = 500, what: str = "structure"):
-    """Relax ``atoms`` in place with BFGS (and the cell too with ``FrechetCellFilter``).
+def relax(
+    atoms: Atoms,
+    cell: bool,
+    fmax: float,
+    max_steps: int = 500,
+    what: str = "structure",
+    optimizer: type[Optimizer] = BFGS,
+) -> None:
+    """Relax ``atoms`` in place with ``optimizer`` (BFGS; the cell too with
+    ``FrechetCellFilter``).
 
     Raises ``RuntimeError`` naming ``what`` when ``fmax`` (eV/Å, and eV/Å³·V for the cell
     degrees of freedom) is not reached within ``max_steps``.
@@ -18,7 +27,7 @@ def relax(atoms: Atoms, cell: bool, fmax: float, max_steps: int = 500, what: str
     if not fmax > 0:
         raise ValueError(f"fmax must be positive (eV/Å), got {fmax!r}")
     target = FrechetCellFilter(atoms) if cell else atoms
-    opt = BFGS(target, logfile=None)
+    opt = optimizer(target, logfile=None)
     if not opt.run(fmax=fmax, steps=max_steps):
         raise RuntimeError(
             f"relaxing the {what} did not reach fmax={fmax} eV/Å in {max_steps} steps"
