@@ -159,3 +159,18 @@ def test_resume_rejects_options_that_would_change_the_run(labelled_file, tmp_pat
     assert main(["train", "--out", str(out), "--resume", "--lr", "0.1", "--no-progress"]) == 2
     assert "cannot change" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--channels", "8"]) == 2
+
+
+def test_train_config_type_weights_flag(labelled_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(labelled_file), "--out", str(out), "--epochs", "1",
+            "--cutoff", "3.5", "--channels", "4", "--val-fraction", "0.34", "--threads", "1",
+            "--no-progress", "--config-type-weights", "odd=3, even=0.5"]  # fmt: skip
+    assert main(args) == 0
+    saved = (out / "config.yaml").read_text()
+    assert "odd: 3.0" in saved and "even: 0.5" in saved
+    bad = ["train", "--data", str(labelled_file), "--out", str(tmp_path / "bad"),
+           "--config-type-weights", "odd:3"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(bad)
+    assert "NAME=WEIGHT" in capsys.readouterr().err

@@ -303,3 +303,49 @@ def test_resume_keeps_the_saved_run_and_refuses_other_changes(tiny_dataset, tmp_
     assert resumed.config == config.updated(epochs=3)
     with pytest.raises(ValueError, match="lr"):
         Trainer.resume(out, progress=False, lr=1.0)
+
+
+def test_structure_weights_enter_every_term_as_a_weighted_mean():
+    from ase import Atoms
+    from torch_geometric.data import Batch
+
+    from ase_gnnp.data import labelled_graph
+    from ase_gnnp.model import GNNPModel
+    from ase_gnnp.train.loss import loss_terms
+
+    torch.manual_seed(0)
+    model = GNNPModel(TINY_MODEL).double()
+    frames = []
+    for k, energy in enumerate((-8.0, -3.0)):
+        atoms = Atoms("SiGe", positions=[[0, 0, 0], [2.3 + 0.2 * k, 0, 0]])
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.full((2, 3), k + 1.0))
+        frames.append(atoms)
+
+    def terms(weights):
+        graphs = [labelled_graph(a, 3.5, dtype=torch.float64, weight=w)
+                  for a, w in zip(frames, weights)]  # fmt: skip
+        return [loss_terms(model(Batch.from_data_list([g])), Batch.from_data_list([g]))
+                for g in graphs], loss_terms(model(Batch.from_data_list(graphs)),
+                                             Batch.from_data_list(graphs))  # fmt: skip
+
+    (one, two), both = terms((5.0, 1.0))
+    for name in ("energy", "forces"):
+        expected = (5.0 * one[name] + two[name]) / 6.0  # forces: both have two atoms
+        torch.testing.assert_close(both[name], expected)
+        assert not torch.isclose(both[name], (one[name] + two[name]) / 2)
+
+
+def test_config_type_weights(tiny_dataset, tmp_path):
+    trainer = Trainer(
+        _config(tiny_dataset, tmp_path / "run", config_type_weights={"rattled": 4.0}),
+        progress=False,
+    )
+    for graphs in (trainer.train_graphs, trainer.val_graphs):
+        weights = {float(g["weight"]) for g in graphs}
+        assert weights == {1.0, 4.0}
+    with pytest.raises(ValueError, match=r"\['melted'\].*config types there: \['rattled'"):
+        Trainer(_config(tiny_dataset, tmp_path / "bad", config_type_weights={"melted": 2.0}))
+    with pytest.raises(ValueError, match="must be positive"):
+        _config(tiny_dataset, tmp_path, config_type_weights={"rattled": 0.0})
+    with pytest.raises(TypeError, match="config_type_weights must map"):
+        _config(tiny_dataset, tmp_path, config_type_weights=[("rattled", 2.0)])

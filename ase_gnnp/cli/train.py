@@ -22,9 +22,25 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _weights(text: str) -> dict[str, float]:
+    """``"core=10,surface=2"`` -> ``{"core": 10.0, "surface": 2.0}``."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT[,NAME=WEIGHT...], got {text!r}")
+    return out
+
+
 def _flag_type(hint):
     """``int`` for ``int``, ``int | None`` -> ``int``; the first non-None member of a union;
-    booleans parse 'true'/'false'."""
+    booleans parse 'true'/'false'; mappings parse ``NAME=VALUE,...``."""
+    if typing.get_origin(hint) is dict:
+        return _weights
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     kind = args[0] if args else hint
     return _boolean if kind is bool else kind

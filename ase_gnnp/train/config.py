@@ -34,6 +34,10 @@ class TrainConfig:
     epochs, batch_size, lr, weight_decay : training loop and AdamW options.
     energy_weight, forces_weight, stress_weight : float
         Weights of the per-atom energy (eV²), force ((eV/Å)²) and stress ((eV/Å³)²) MSEs.
+    config_type_weights : dict of str to float
+        Per-structure loss weight by ``info["config_type"]`` (others weigh 1), as MACE's
+        ``config_type_weights``: raises the share of a rare group (e.g. dislocation cores
+        among bulk snapshots) in every term of the training and validation losses.
     dipole_weight, polarizability_weight, charges_weight : float
         Weights of the dipole ((e·Å)²), polarizability ((e·Å²/V)²) and charge (e²) MSEs;
         used where the data hold these labels and the model gives them (dipoles and
@@ -84,6 +88,7 @@ class TrainConfig:
     dipole_weight: float = 10.0
     polarizability_weight: float = 10.0
     charges_weight: float = 0.0
+    config_type_weights: dict[str, float] = field(default_factory=dict)
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     scheduler: str = "plateau"
@@ -106,6 +111,14 @@ class TrainConfig:
             )
         if not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction!r}")
+        if not isinstance(self.config_type_weights, dict):
+            raise TypeError(
+                f"config_type_weights must map config_type names to weights, got "
+                f"{type(self.config_type_weights).__name__}"
+            )
+        bad = {k: v for k, v in self.config_type_weights.items() if not float(v) > 0}
+        if bad:
+            raise ValueError(f"config_type_weights must be positive, got {bad}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.batch_size < 1 or self.epochs < 1:

@@ -151,8 +151,22 @@ class Trainer:
                 f"need at least one training and one validation structure, got "
                 f"{len(train_frames)} and {len(val_frames)} from {cfg.data}"
             )
+        found = set(config_types(frames)) | set(config_types(val_frames))
+        unknown = sorted(set(cfg.config_type_weights) - found)
+        if unknown:
+            raise ValueError(
+                f"config_type_weights names {unknown}, which no structure in {cfg.data} has; "
+                f"config types there: {sorted(found)}"
+            )
         cutoff = self.model.cutoff
-        make = lambda fr: [labelled_graph(a, cutoff, cfg.keys, self.dtype) for a in fr]  # noqa: E731
+
+        def make(frames: list) -> list:
+            weights = [cfg.config_type_weights.get(t, 1.0) for t in config_types(frames)]
+            return [
+                labelled_graph(a, cutoff, cfg.keys, self.dtype, weight=w)
+                for a, w in zip(frames, weights)
+            ]
+
         self.train_graphs = make(train_frames)
         self.val_graphs = make(val_frames)
         self.val_groups = config_types(val_frames)
