@@ -1,4 +1,5 @@
-"""Finnis–Sinclair W teacher and the Peierls-barrier workflow (matscipy + ASE NEB)."""
+"""W EAM teachers (Marinica 2013, Finnis–Sinclair 1984) and the Peierls-barrier workflow
+(matscipy + ASE NEB)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from ase.calculators.fd import calculate_numerical_forces
 from ase.neighborlist import neighbor_list
 
 from ase_gnnp.cli import main
-from ase_gnnp.teachers.eam_w import FINNIS_SINCLAIR_W, _functions, finnis_sinclair_w
+from ase_gnnp.teachers.eam_w import (
+    FINNIS_SINCLAIR_W,
+    MARINICA_W,
+    _functions,
+    _marinica_functions,
+    check_min_distance,
+    finnis_sinclair_w,
+    marinica_w,
+)
 from ase_gnnp.workflows import elastic_constants
 from ase_gnnp.workflows.peierls import (
     PeierlsResult,
@@ -28,18 +37,28 @@ A0 = FINNIS_SINCLAIR_W["a0"]
 FS_W = {"E_coh": 8.90, "C11": 522.4, "C12": 204.4, "C44": 160.6}
 
 
-def _analytic_energy(atoms) -> float:
-    pair, density, embedding = _functions()
-    i, _, d = neighbor_list("ijd", atoms, FINNIS_SINCLAIR_W["d"])
+#: Marinica et al. (2013), W: lattice constant (Å), cohesive energy (eV), C11, C12, C44 (GPa)
+MARINICA = {"a0": 3.14339, "E_coh": 8.90, "C11": 523.0, "C12": 202.0, "C44": 161.0}
+
+
+def _analytic_energy(atoms, functions=_functions, cutoff=FINNIS_SINCLAIR_W["d"]) -> float:
+    pair, density, embedding = functions()
+    i, _, d = neighbor_list("ijd", atoms, cutoff)
     rho = np.bincount(i, weights=density(d), minlength=len(atoms))
     return float(np.sum(embedding(rho)) + 0.5 * np.sum(pair(d)))
 
 
-def test_tabulated_teacher_matches_the_analytic_potential():
+@pytest.mark.parametrize(
+    "calc, functions, cutoff",
+    [(finnis_sinclair_w, _functions, FINNIS_SINCLAIR_W["d"]),
+     (marinica_w, _marinica_functions, MARINICA_W["pair_r"][-1])],
+)  # fmt: skip
+def test_tabulated_teacher_matches_the_analytic_potential(calc, functions, cutoff):
     atoms = bulk("W", "bcc", a=A0, cubic=True) * (2, 2, 2)
     atoms.rattle(0.08, seed=3)
-    atoms.calc = finnis_sinclair_w()
-    assert atoms.get_potential_energy() == pytest.approx(_analytic_energy(atoms), abs=2e-5)
+    atoms.calc = calc()
+    expected = _analytic_energy(atoms, functions, cutoff)
+    assert atoms.get_potential_energy() == pytest.approx(expected, abs=2e-5)
     numeric = calculate_numerical_forces(atoms, eps=1e-5)
     np.testing.assert_allclose(atoms.get_forces(), numeric, atol=2e-4)
 
@@ -53,6 +72,24 @@ def test_teacher_reproduces_the_published_fit():
     assert C[0, 0] == pytest.approx(FS_W["C11"], rel=3e-3)
     assert C[0, 1] == pytest.approx(FS_W["C12"], rel=3e-3)
     assert C[3, 3] == pytest.approx(FS_W["C44"], rel=3e-3)
+
+
+def test_marinica_teacher_reproduces_the_published_fit():
+    atoms = bulk("W", "bcc", a=MARINICA["a0"], cubic=True)
+    atoms.calc = marinica_w()
+    assert -atoms.get_potential_energy() / len(atoms) == pytest.approx(MARINICA["E_coh"], abs=1e-3)
+    np.testing.assert_allclose(atoms.get_stress(), 0.0, atol=1e-5)  # a0 is the minimum
+    C = elastic_constants(atoms, marinica_w()).C
+    for (i, j), name in (((0, 0), "C11"), ((0, 1), "C12"), ((3, 3), "C44")):
+        assert C[i, j] == pytest.approx(MARINICA[name], rel=5e-3), name
+
+
+def test_marinica_teacher_refuses_atoms_closer_than_its_validity():
+    atoms = bulk("W", "bcc", a=MARINICA["a0"], cubic=True)
+    assert check_min_distance(atoms) == pytest.approx(MARINICA["a0"] * np.sqrt(3) / 2)
+    atoms.positions[1] = atoms.positions[0] + [1.0, 1.0, 0.5]
+    with pytest.raises(ValueError, match="1.500 Å apart"):
+        check_min_distance(atoms)
 
 
 def test_glide_setup_geometry():
@@ -80,6 +117,18 @@ def test_profile_metrics_on_a_sinusoid(tmp_path):
     assert not rugged.single_hump
     plot_barriers({"sinusoid": result, "rugged": rugged}, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_marinica_core_is_non_degenerate_with_a_single_hump():
+    """The reason w-eam learns from this teacher: a symmetric single-hump profile between
+    equivalent valleys (Finnis–Sinclair's is rugged)."""
+    setup = build_glide("W", MARINICA["a0"], 523.0, 202.2, 160.9, radius=20.0)
+    result = peierls_barrier(setup, marinica_w(), n_images=7, fmax=0.01)
+    assert result.single_hump
+    assert abs(result.energies[-1]) < 1.0  # meV/b: the next valley is equivalent
+    np.testing.assert_allclose(result.energies, result.energies[::-1], atol=3.0)
+    assert 20.0 < result.barrier < 120.0
 
 
 @pytest.mark.slow

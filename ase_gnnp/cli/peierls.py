@@ -9,12 +9,15 @@ from pathlib import Path
 from ase_gnnp.cli._common import DTYPES, add_model_options, setup_threads
 
 HELP = "Peierls barrier of a 1/2<111> screw dislocation (BCC) by climbing-image NEB"
+TEACHERS = ("marinica-w", "fs-w")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser, default="w-eam")
     parser.add_argument("--structure", default="W", help="BCC element symbol (default: W)")
-    parser.add_argument("--teacher", choices=("fs-w",), help="Finnis-Sinclair W, not a model")
+    parser.add_argument("--teacher", choices=TEACHERS,
+                        help="an EAM teacher instead of a model: Marinica (2013) W "
+                             "(w-eam's teacher) or Finnis-Sinclair (1984) W")  # fmt: skip
     parser.add_argument("--lattice", type=float, help="lattice constant, Å (default: relaxed)")
     parser.add_argument("--elastic", type=float, nargs=3, metavar=("C11", "C12", "C44"),
                         help="GPa, for the displacement field (default: computed)")  # fmt: skip
@@ -26,10 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def calculator(args: argparse.Namespace):
-    if args.teacher == "fs-w":
-        from ase_gnnp.teachers.eam_w import finnis_sinclair_w
+    if args.teacher is not None:
+        from ase_gnnp.teachers.eam_w import finnis_sinclair_w, marinica_w
 
-        return finnis_sinclair_w()
+        return {"marinica-w": marinica_w, "fs-w": finnis_sinclair_w}[args.teacher]()
     from ase_gnnp.calculator import GNNPCalculator
 
     # energy differences of ~0.1 meV/atom: float64 unless asked otherwise

@@ -1,20 +1,28 @@
-"""Finnis–Sinclair (1984) tungsten, tabulated as an EAM potential for matscipy.
+"""Tungsten EAM teachers, tabulated for matscipy from published parameters.
 
-M. W. Finnis and J. E. Sinclair, Phil. Mag. A 50, 45 (1984), Table 1 (W):
+Two potentials, each written once from its paper's parameters:
 
-- pair term ``V(r) = (r − c)² (c0 + c1 r + c2 r²)`` for ``r < c``;
-- density ``φ(r) = (r − d)² + β (r − d)³ / d`` for ``r < d`` (β = 0 for W);
-- embedding ``F(ρ) = −A √ρ``.
+- **Marinica et al. (2013)**, J. Phys.: Condens. Matter 25, 395502: cubic-spline EAM
+  ``V(r) = Σ a_k (r_k − r)³ H(r_k − r)`` (15 knots, 2.56–5.46 Å),
+  ``ρ(r) = Σ A_k (R_k − r)³ H(R_k − r)`` (4 knots, 2.5–4.9 Å; constant below
+  2.003 Å) and ``F(ρ) = a₁ √ρ + a₂ ρ²``. Lattice constant 3.1434 Å, cohesive energy
+  8.90 eV. Its ½⟨111⟩ screw dislocation has a **non-degenerate core** and a
+  single-hump Peierls profile, as DFT finds: the teacher of the shipped ``w-eam``. The
+  parameter set is the one labelled EAM4 in the MDPSCU code's transcription of the paper
+  (its comment says EAM2; the two share the form and the fitted bulk properties, which
+  this module reproduces). The paper's short-range ZBL join (r < 2 Å) is left out: the
+  cubic splines continue as a steep repulsion, and :func:`check_min_distance` refuses
+  structures that reach it.
+- **Finnis and Sinclair (1984)**, Phil. Mag. A 50, 45, Table 1 (W): pair
+  ``V(r) = (r − c)² (c0 + c1 r + c2 r²)`` for ``r < c``, density
+  ``φ(r) = (r − d)² + β (r − d)³ / d`` for ``r < d`` (β = 0 for W), embedding
+  ``F(ρ) = −A √ρ``; fitted exactly to a = 3.1652 Å, 8.90 eV and C11 522.4, C12 204.4,
+  C44 160.6 GPa. Its screw core is degenerate and its Peierls path rugged (kept as the
+  contrast case of the Peierls tutorial).
 
-Fitted exactly to the lattice constant (3.1652 Å), cohesive energy (8.90 eV) and elastic
-constants of W (C11 522.4, C12 204.4, C44 160.6 GPa). Its ½⟨111⟩ screw dislocation has a
-degenerate core and a rugged Peierls path (see ``ase_gnnp.workflows.peierls``); a
-potential with a non-degenerate core (e.g. Marinica's EAM for W) is tabulated by splines
-that cannot be rebuilt offline here.
-
-The analytic functions are tabulated on fine grids (eam/alloy "setfl" format, written
-with ``matscipy.calculators.eam.io.write_eam``) and read back by matscipy's ``EAM``
-calculator, which interpolates them with splines. The table is written once to the
+The functions are tabulated on fine grids (eam/alloy "setfl" format, written with
+``matscipy.calculators.eam.io.write_eam``) and read back by matscipy's ``EAM``
+calculator, which interpolates them with splines. Each table is written once to the
 user's cache folder (or a given path); no data is downloaded.
 """
 
@@ -26,7 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FINNIS_SINCLAIR_W", "TEACHER_LABEL_W", "finnis_sinclair_w", "write_w_table"]
+__all__ = [
+    "FINNIS_SINCLAIR_W",
+    "MARINICA_W",
+    "TEACHER_LABEL_MARINICA_W",
+    "TEACHER_LABEL_W",
+    "check_min_distance",
+    "finnis_sinclair_w",
+    "marinica_w",
+    "write_w_table",
+]
 
 #: Finnis & Sinclair (1984), Table 1, W (Å, eV)
 FINNIS_SINCLAIR_W = {
@@ -42,8 +59,33 @@ FINNIS_SINCLAIR_W = {
 TEACHER_LABEL_W = "Finnis-Sinclair W (Phil. Mag. A 50, 45, 1984), tabulated EAM"
 _GRID = {"nr": 5000, "nrho": 5000, "rho_max": 120.0}
 
+#: Marinica et al. (2013), W: spline coefficients (eV/Å³, e/Å³) and knots (Å); embedding
+#: F(ρ) = a1 √ρ + a2 ρ² (eV); the density is held at its value at ``rho_floor`` below it
+MARINICA_W = {
+    "pair_a": (95.4071477542914, -181.161004448916, 93.0215233132627, -10.8428907515182,
+               11.2027468539573, -3.12459176640227, 1.23028140617302, 1.54767467307454,
+               -1.28861387780439, -0.843327493551467, 2.14009882965042, -1.02898314532388,
+               1.38163259601912, -3.60872433001551, 2.17655968740690),
+    "pair_r": (2.5648975, 2.629795, 2.6946925, 2.8663175, 2.973045, 3.0797725, 3.5164725,
+               3.846445, 4.1764175, 4.700845, 4.8953, 5.089755, 5.3429525, 5.401695,
+               5.4604375),
+    "rho_a": (-0.0420429107805055, 0.518217702261442, 0.0562720834534370,
+              0.0344164178842340),
+    "rho_r": (2.5, 3.1, 3.5, 4.9),
+    "rho_floor": 2.002970124727,
+    "a1": -5.553986589859130,
+    "a2": -0.045691157657292,
+    "a0": 3.14339,
+    "min_distance": 2.0,
+}  # fmt: skip
+TEACHER_LABEL_MARINICA_W = (
+    "Marinica et al. W EAM (J. Phys.: Condens. Matter 25, 395502, 2013), tabulated"
+)
+
 
 def _functions(p: dict = FINNIS_SINCLAIR_W):
+    """Finnis–Sinclair pair V(r), density φ(r) and embedding F(ρ) as numpy functions."""
+
     def pair(r):
         poly = p["c0"] + p["c1"] * r + p["c2"] * r**2
         return np.where(r < p["c"], (r - p["c"]) ** 2 * poly, 0.0)
@@ -58,35 +100,70 @@ def _functions(p: dict = FINNIS_SINCLAIR_W):
     return pair, density, embedding
 
 
-def write_w_table(path: str | Path) -> Path:
-    """Tabulate the potential in eam/alloy format at ``path`` (refuses to overwrite)."""
+def _cubic_splines(r, coefficients, knots):
+    x = np.clip(np.asarray(knots)[None, :] - np.asarray(r, float)[..., None], 0.0, None)
+    return (np.asarray(coefficients) * x**3).sum(-1)
+
+
+def _marinica_functions(p: dict = MARINICA_W):
+    """Marinica (2013) pair V(r), density ρ(r) and embedding F(ρ) as numpy functions."""
+
+    def pair(r):
+        return _cubic_splines(r, p["pair_a"], p["pair_r"])
+
+    def density(r):
+        return _cubic_splines(np.maximum(r, p["rho_floor"]), p["rho_a"], p["rho_r"])
+
+    def embedding(rho):
+        rho = np.maximum(rho, 0.0)
+        return p["a1"] * np.sqrt(rho) + p["a2"] * rho**2
+
+    return pair, density, embedding
+
+
+_POTENTIALS = {
+    "finnis_sinclair": (
+        _functions, TEACHER_LABEL_W, FINNIS_SINCLAIR_W["a0"],
+        max(FINNIS_SINCLAIR_W["c"], FINNIS_SINCLAIR_W["d"]),
+    ),
+    "marinica": (
+        _marinica_functions, TEACHER_LABEL_MARINICA_W, MARINICA_W["a0"],
+        max(MARINICA_W["pair_r"][-1], MARINICA_W["rho_r"][-1]),
+    ),
+}  # fmt: skip
+
+
+def write_w_table(path: str | Path, potential: str = "finnis_sinclair") -> Path:
+    """Tabulate ``potential`` (``"finnis_sinclair"`` or ``"marinica"``) in eam/alloy
+    format at ``path`` (refuses to overwrite)."""
     from matscipy.calculators.eam.io import EAMParameters, write_eam
 
+    if potential not in _POTENTIALS:
+        raise ValueError(f"potential must be one of {sorted(_POTENTIALS)}, got {potential!r}")
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists; remove it or choose another path")
-    pair, density, embedding = _functions()
-    cutoff = max(FINNIS_SINCLAIR_W["c"], FINNIS_SINCLAIR_W["d"])
+    functions, label, a0, cutoff = _POTENTIALS[potential]
+    pair, density, embedding = functions()
     nr, nrho = _GRID["nr"], _GRID["nrho"]
     dr, drho = cutoff / (nr - 1), _GRID["rho_max"] / (nrho - 1)
     r = np.arange(nr) * dr
     rho = np.arange(nrho) * drho
-    params = EAMParameters(
-        ["W"], [74], [183.84], [FINNIS_SINCLAIR_W["a0"]], ["bcc"], nrho, nr, drho, dr, cutoff
-    )
+    params = EAMParameters(["W"], [74], [183.84], [a0], ["bcc"], nrho, nr, drho, dr, cutoff)
     # setfl stores r·V(r) for the pair term
-    write_eam(TEACHER_LABEL_W, params, embedding(rho)[None, :], density(r)[None, :],
+    write_eam(label, params, embedding(rho)[None, :], density(r)[None, :],
               (r * pair(r))[None, None, :], str(path), kind="eam/alloy")  # fmt: skip
     return path
 
 
-def _cached_table() -> Path:
+def _cached_table(potential: str) -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ase_gnnp"
-    target = cache / f"W_finnis_sinclair_{_GRID['nr']}_{_GRID['nrho']}.eam.alloy"
+    stem = "W_finnis_sinclair" if potential == "finnis_sinclair" else f"W_{potential}"
+    target = cache / f"{stem}_{_GRID['nr']}_{_GRID['nrho']}.eam.alloy"
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            written = write_w_table(Path(tmp) / target.name)
+            written = write_w_table(Path(tmp) / target.name, potential)
             os.replace(written, target)  # atomic: parallel callers never see half a file
     return target
 
@@ -95,4 +172,29 @@ def finnis_sinclair_w(table: str | Path | None = None):
     """matscipy ``EAM`` calculator of Finnis–Sinclair W (from ``table`` or the cache)."""
     from matscipy.calculators.eam import EAM
 
-    return EAM(str(table or _cached_table()), kind="eam/alloy")
+    return EAM(str(table or _cached_table("finnis_sinclair")), kind="eam/alloy")
+
+
+def marinica_w(table: str | Path | None = None):
+    """matscipy ``EAM`` calculator of Marinica (2013) W (from ``table`` or the cache).
+
+    Valid for interatomic distances above 2 Å (see :func:`check_min_distance`).
+    """
+    from matscipy.calculators.eam import EAM
+
+    return EAM(str(table or _cached_table("marinica")), kind="eam/alloy")
+
+
+def check_min_distance(atoms, minimum: float = MARINICA_W["min_distance"]) -> float:
+    """Shortest interatomic distance of ``atoms`` (Å); ``ValueError`` below ``minimum``,
+    where the Marinica teacher here lacks the paper's ZBL core."""
+    from ase.neighborlist import neighbor_list
+
+    d = neighbor_list("d", atoms, minimum + 1.0)
+    shortest = float(d.min()) if len(d) else np.inf
+    if shortest < minimum:
+        raise ValueError(
+            f"atoms {shortest:.3f} Å apart: below {minimum} Å, where the tabulated Marinica "
+            f"W teacher omits the paper's short-range ZBL repulsion"
+        )
+    return shortest

@@ -1,20 +1,22 @@
-"""Generate the W reference set with the Finnis–Sinclair (1984) teacher.
+"""Generate the W reference set with the Marinica (2013) EAM teacher.
 
-Writes ``w_fs_train.extxyz`` (seed 0) and ``w_fs_test.extxyz`` (seed 1, the same recipe at
-a quarter of the size) next to this script. Labels (energy, forces, stress) are ASE
-calculator results; every frame records ``config_type``, ``teacher`` and ``seed``.
+Writes ``w_marinica_train.extxyz`` (seed 0) and ``w_marinica_test.extxyz`` (seed 1, the
+same recipe at a quarter of the size) next to this script. Labels (energy, forces,
+stress) are ASE calculator results; every frame records ``config_type``, ``teacher`` and
+``seed``.
 
 Groups: ``strained`` (rattled 2-, 16- and 54-atom BCC cells, random ±3 % strains),
 ``md300`` / ``md1000`` / ``md2000`` (Langevin snapshots, 54 atoms), ``vacancy`` (53
 atoms, MD at 600 K), ``surface`` ((110) and (100) slabs with vacuum), and the screw
 dislocation: ``core`` (the relaxed cores at the two neighbouring Peierls valleys and
-Langevin snapshots of the 361-atom cylinder at 100–600 K around them, outer shell fixed)
+Langevin snapshots of the 25 Å cylinder at 100–600 K around them, outer shell fixed)
 ``core_interp`` (rattled linear interpolations between the two relaxed cores) and
 ``core_path`` (the teacher's climbing-image NEB images of one glide step in cylinders of
 radius 15 and 20 Å, as they are and rattled by 0.01 Å; the test set uses 18 Å). The
-path of the 25 Å cylinder used for the barrier benchmark is never in the data.
+path of the 25 Å cylinder used for the barrier benchmark is never in the data. Every
+frame is checked to keep atoms more than 2 Å apart, where the teacher is defined.
 
-Run: ``python data/make_w_fs.py`` (about five minutes on 2 cores; refuses to overwrite
+Run: ``python data/make_w_eam.py`` (about ten minutes on 2 cores; refuses to overwrite
 existing files unless ``--force``).
 """
 
@@ -32,24 +34,31 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.optimize import FIRE
 from tqdm import tqdm
 
-from ase_gnnp.teachers.eam_w import FINNIS_SINCLAIR_W, TEACHER_LABEL_W, finnis_sinclair_w
+from ase_gnnp.teachers.eam_w import (
+    MARINICA_W,
+    TEACHER_LABEL_MARINICA_W,
+    check_min_distance,
+    marinica_w,
+)
 from ase_gnnp.workflows.peierls import build_glide, peierls_barrier
 
 HERE = Path(__file__).resolve().parent
-A0 = FINNIS_SINCLAIR_W["a0"]
-#: the teacher's own elastic constants (GPa), for the dislocation's displacement field
-C11, C12, C44 = 523.1, 204.4, 160.6
+A0 = MARINICA_W["a0"]
+#: the teacher's own elastic constants (GPa, ase_gnnp.workflows.elastic_constants), for
+#: the dislocation's anisotropic displacement field
+C11, C12, C44 = 523.0, 202.2, 160.9
 
 
 def label(atoms: Atoms, config_type: str, seed: int, calc) -> Atoms:
     atoms = atoms.copy()
     atoms.set_constraint()
+    check_min_distance(atoms)
     atoms.calc = calc
     results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
     if np.all(atoms.pbc):
         results["stress"] = atoms.get_stress()
     atoms.calc = SinglePointCalculator(atoms, **results)
-    atoms.info.update(config_type=config_type, teacher=TEACHER_LABEL_W, seed=seed)
+    atoms.info.update(config_type=config_type, teacher=TEACHER_LABEL_MARINICA_W, seed=seed)
     return atoms
 
 
@@ -74,7 +83,7 @@ def md_snapshots(atoms, calc, temperature, n_snap, every, rng, equilibrate=200):
 
 def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
     rng = np.random.default_rng(seed)
-    calc = finnis_sinclair_w()
+    calc = marinica_w()
     frames: list[Atoms] = []
     n = lambda k: max(1, int(round(k * scale)))  # noqa: E731
 
@@ -138,7 +147,7 @@ def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
 
 
 def main() -> None:
-    jobs = [("w_fs_train.extxyz", 0, 1.0), ("w_fs_test.extxyz", 1, 0.25)]
+    jobs = [("w_marinica_train.extxyz", 0, 1.0), ("w_marinica_test.extxyz", 1, 0.25)]
     generate_sets(__doc__.splitlines()[0], HERE, generate, jobs)
 
 
