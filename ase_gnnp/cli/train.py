@@ -26,13 +26,14 @@ def _weights(text: str) -> dict[str, float]:
     """``"core=10,surface=2"`` -> ``{"core": 10.0, "surface": 2.0}``."""
     out = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
+        name, _, value = item.partition("=")
         try:
-            out[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
-            sep = ""
-        if not sep or not name.strip():
+            weight = None
+        if weight is None or not name.strip():
             raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT[,NAME=WEIGHT...], got {text!r}")
+        out[name.strip()] = weight
     return out
 
 

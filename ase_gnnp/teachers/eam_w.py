@@ -158,8 +158,7 @@ def write_w_table(path: str | Path, potential: str = "finnis_sinclair") -> Path:
 
 def _cached_table(potential: str) -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ase_gnnp"
-    stem = "W_finnis_sinclair" if potential == "finnis_sinclair" else f"W_{potential}"
-    target = cache / f"{stem}_{_GRID['nr']}_{_GRID['nrho']}.eam.alloy"
+    target = cache / f"W_{potential}_{_GRID['nr']}_{_GRID['nrho']}.eam.alloy"
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:

@@ -160,11 +160,11 @@ class Trainer:
             )
         cutoff = self.model.cutoff
 
-        def make(frames: list) -> list:
-            weights = [cfg.config_type_weights.get(t, 1.0) for t in config_types(frames)]
+        def make(subset: list) -> list:
+            weights = [cfg.config_type_weights.get(t, 1.0) for t in config_types(subset)]
             return [
                 labelled_graph(a, cutoff, cfg.keys, self.dtype, weight=w)
-                for a, w in zip(frames, weights)
+                for a, w in zip(subset, weights)
             ]
 
         self.train_graphs = make(train_frames)
