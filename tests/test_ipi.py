@@ -47,8 +47,14 @@ def _client(structure, name: str, *extra: str) -> subprocess.Popen:
 def _pimd(tmp_path, name: str, clients: int, steps: int = 4, nbeads: int = 4, *extra: str):
     xml = write_pimd_input(tmp_path / "input.xml", bulk("Si", cubic=True), nbeads=nbeads,
                            temperature=100.0, steps=steps, unix=name, seed=7)  # fmt: skip
+    # clients first: each loads its model, says so on stderr, then polls for the socket
+    # every 0.2 s. i-PI waits 0.5 s for more clients after each one it accepts, so all of
+    # them join before the first step instead of racing a short run.
+    procs = [_client(tmp_path / "sim_init.extxyz", name, *extra) for _ in range(clients)]
+    for proc in procs:
+        first = proc.stderr.readline()
+        assert first.startswith("serving"), first + proc.communicate()[1][-2000:]
     with IPIServer(xml, unix=name) as server:
-        procs = [_client(tmp_path / "sim_init.extxyz", name, *extra) for _ in range(clients)]
         deadline = time.monotonic() + 300
         while server.process.poll() is None and time.monotonic() < deadline:
             failed = [p for p in procs if p.poll() not in (None, 0)]
