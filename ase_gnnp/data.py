@@ -117,6 +117,35 @@ def config_types(frames: Sequence[Atoms]) -> list[str]:
     return [str(a.info.get("config_type", "all")) for a in frames]
 
 
+def select_frames(
+    frames: Sequence[Atoms],
+    types: Sequence[str] = (),
+    elements: Sequence[str] = (),
+    source: str = "the data",
+) -> list[Atoms]:
+    """Frames whose ``config_type`` is in ``types`` and whose elements are all in
+    ``elements`` (an empty selector keeps everything).
+
+    Raises
+    ------
+    ValueError
+        If nothing is left; the message lists the config types found.
+    """
+    types, elements = set(types), set(elements)
+    kept = [
+        a for a, t in zip(frames, config_types(frames))
+        if (not types or t in types)
+        and (not elements or set(a.get_chemical_symbols()) <= elements)
+    ]  # fmt: skip
+    if not kept:
+        raise ValueError(
+            f"no structure in {source} has config_type in {sorted(types) or 'any'} and "
+            f"only elements {sorted(elements) or 'any'}; config types there: "
+            f"{sorted(set(config_types(frames)))}"
+        )
+    return kept
+
+
 def reference_labels(atoms: Atoms, keys: DataKeys = DataKeys()) -> dict:
     """Labels of a frame, ``None`` where absent: energy (eV), forces (n, 3) eV/Å, 3×3
     stress eV/Å^3, dipole (3,) e·Å, 3×3 polarizability e·Å²/V, charges (n,) e."""

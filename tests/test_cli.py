@@ -174,3 +174,13 @@ def test_train_config_type_weights_flag(labelled_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(bad)
     assert "NAME=WEIGHT" in capsys.readouterr().err
+
+
+def test_train_selection_flags(labelled_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(labelled_file), "--out", str(out), "--epochs", "1",
+            "--cutoff", "3.5", "--channels", "4", "--val-fraction", "0.34", "--threads", "1",
+            "--no-progress", "--config-types", "odd, even", "--elements", "Si,Ge"]  # fmt: skip
+    assert main(args) == 0
+    saved = (out / "config.yaml").read_text()
+    assert "config_types:\n- odd\n- even" in saved and "elements:\n- Si\n- Ge" in saved

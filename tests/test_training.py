@@ -349,3 +349,16 @@ def test_config_type_weights(tiny_dataset, tmp_path):
         _config(tiny_dataset, tmp_path, config_type_weights={"rattled": 0.0})
     with pytest.raises(TypeError, match="config_type_weights must map"):
         _config(tiny_dataset, tmp_path, config_type_weights=[("rattled", 2.0)])
+
+
+def test_select_config_types_and_elements(tiny_dataset, tmp_path):
+    trainer = Trainer(_config(tiny_dataset, tmp_path / "run", config_types=["rattled"]),
+                      progress=False)  # fmt: skip
+    assert len(trainer.train_graphs) + len(trainer.val_graphs) == 8
+    assert set(trainer.val_groups) == {"rattled"}
+    with pytest.raises(ValueError, match=r"no structure in .* only elements \['C'\]"):
+        Trainer(_config(tiny_dataset, tmp_path / "c", elements=["C"]), progress=False)
+    with pytest.raises(ValueError, match="elements must be chemical symbols"):
+        _config(tiny_dataset, tmp_path, elements=["Silicon"])
+    with pytest.raises(TypeError, match="config_types must be a list"):
+        _config(tiny_dataset, tmp_path, config_types="rattled")

@@ -37,11 +37,18 @@ def _weights(text: str) -> dict[str, float]:
     return out
 
 
+def _names(text: str) -> list[str]:
+    """``"md300,md600"`` -> ``["md300", "md600"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _flag_type(hint):
     """``int`` for ``int``, ``int | None`` -> ``int``; the first non-None member of a union;
-    booleans parse 'true'/'false'; mappings parse ``NAME=VALUE,...``."""
+    booleans parse 'true'/'false'; mappings parse ``NAME=VALUE,...``, lists ``A,B``."""
     if typing.get_origin(hint) is dict:
         return _weights
+    if typing.get_origin(hint) is list:
+        return _names
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     kind = args[0] if args else hint
     return _boolean if kind is bool else kind

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
+from ase.data import chemical_symbols
 
 from ase_gnnp.config import ModelConfig, check_option_names
 from ase_gnnp.data import DataKeys
@@ -25,6 +26,11 @@ class TrainConfig:
     energy_key, forces_key, stress_key, dipole_key, polarizability_key, charges_key : str or None
         Label locations (None: ASE calculator results in the file, ``info["polarizability"]``
         for the polarizability; "": not used), see :class:`ase_gnnp.data.DataKeys`.
+    config_types : list of str
+        Train (and validate) only on structures with these ``info["config_type"]``
+        (empty: all), e.g. ``[md300]`` for the 300 K snapshots of a mixed set.
+    elements : list of str
+        Keep only structures made of these elements alone (empty: all), e.g. ``[Si]``.
     val_fraction : float
         Share of structures per ``config_type`` held out for validation/early stopping.
     val_data : str or None
@@ -75,6 +81,8 @@ class TrainConfig:
     dipole_key: str | None = None
     polarizability_key: str | None = None
     charges_key: str | None = None
+    config_types: list[str] = field(default_factory=list)
+    elements: list[str] = field(default_factory=list)
     val_fraction: float = 0.1
     val_data: str | None = None
     seed: int = 0
@@ -119,6 +127,13 @@ class TrainConfig:
         bad = {k: v for k, v in self.config_type_weights.items() if not float(v) > 0}
         if bad:
             raise ValueError(f"config_type_weights must be positive, got {bad}")
+        for name in ("config_types", "elements"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"{name} must be a list of names, got {value!r}")
+        unknown = [e for e in self.elements if e not in chemical_symbols[1:]]
+        if unknown:
+            raise ValueError(f"elements must be chemical symbols, got {unknown}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.batch_size < 1 or self.epochs < 1:

@@ -13,7 +13,13 @@ from tqdm.auto import tqdm
 
 from ase_gnnp import keys as K
 from ase_gnnp.checkpoint import atomic_save, load_model, read_torch_file, save_model
-from ase_gnnp.data import config_types, labelled_graph, read_structures, split_indices
+from ase_gnnp.data import (
+    config_types,
+    labelled_graph,
+    read_structures,
+    select_frames,
+    split_indices,
+)
 from ase_gnnp.evaluate import evaluate_graphs, forward_options
 from ase_gnnp.model import GNNPModel
 from ase_gnnp.train.config import TrainConfig
@@ -74,6 +80,7 @@ class Trainer:
 
         if init_from is not None and not resume:
             model = load_model(init_from, dtype=self.dtype)
+            model.uq = None  # training changes the latent space: its UQ statistics go stale
             config = config.updated(model=model.config)
             self.config = config
         else:
@@ -138,9 +145,10 @@ class Trainer:
         require = [
             n for n, k in (("energy", cfg.energy_key), ("forces", cfg.forces_key)) if k != ""
         ]
-        frames = read_structures(cfg.data, cfg.keys, require)
+        frames = self._select(read_structures(cfg.data, cfg.keys, require), cfg.data)
         if cfg.val_data:
-            val_frames = read_structures(cfg.val_data, cfg.keys, require)
+            val_frames = self._select(read_structures(cfg.val_data, cfg.keys, require),
+                                      cfg.val_data)  # fmt: skip
             train_frames = frames
         else:
             train_idx, val_idx = split_indices(config_types(frames), cfg.val_fraction, cfg.seed)
@@ -172,6 +180,9 @@ class Trainer:
         self.val_groups = config_types(val_frames)
         # a dropped stress key ("") already leaves every has_stress mask False
         self.use_stress = any(bool(g[K.HAS_STRESS].any()) for g in self.train_graphs)
+
+    def _select(self, frames: list, source: str) -> list:
+        return select_frames(frames, self.config.config_types, self.config.elements, source)
 
     def _loader(self, epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
