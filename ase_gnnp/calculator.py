@@ -20,6 +20,7 @@ from ase_gnnp.checkpoint import load_model
 from ase_gnnp.graph import atoms_to_graph, electric_field
 from ase_gnnp.longrange import EPSILON0
 from ase_gnnp.model import GNNPModel
+from ase_gnnp.uq.statistics import uq_statistics
 
 __all__ = ["GNNPCalculator"]
 
@@ -41,6 +42,12 @@ class GNNPCalculator(Calculator):
     (3×3, the clamped-ion ε∞ = I + (−∂²E/∂𝓔²)/(ε0 V)). The total charge is ``atoms.info["charge"]``
     (default 0) and the field ``atoms.info["electric_field"]`` (V/Å, default 0) unless
     ``field`` is given; changing either triggers a new calculation.
+
+    Models with uncertainty statistics (``ase-gnnp uq fit`` / ``uq calibrate``) also give,
+    in the same pass, ``mahalanobis`` ((n,), the latent Mahalanobis distance of each atom
+    to its element's training data, dimensionless) and ``force_uncertainty`` ((n,) eV/Å,
+    the radius ``R_i`` of a conformal ball that holds the true force with probability
+    ``1 − α`` for atoms like the calibration set's); see :mod:`ase_gnnp.uq`.
 
     Parameters
     ----------
@@ -77,6 +84,8 @@ class GNNPCalculator(Calculator):
         "polarizability",
         "born_effective_charges",
         "dielectric_tensor",
+        "mahalanobis",
+        "force_uncertainty",
     ]
     #: ``atoms.info`` keys that change the result (watched by ``check_state``)
     info_keys = ("charge", "electric_field")
@@ -177,6 +186,17 @@ class GNNPCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "charges need a model with long-range charges (long_range='ewald' or 'pme')"
             )
+        uq = uq_statistics(self.model)
+        if "mahalanobis" in properties and uq.mahalanobis is None:
+            raise PropertyNotImplementedError(
+                "mahalanobis needs a model with Mahalanobis statistics: ase-gnnp uq fit "
+                "--model M --data train.extxyz"
+            )
+        if "force_uncertainty" in properties and uq.conformal is None:
+            raise PropertyNotImplementedError(
+                "force_uncertainty needs a conformally calibrated model: ase-gnnp uq fit, "
+                "then ase-gnnp uq calibrate --model M --data calib.extxyz --alpha 0.01"
+            )
         if not asked:
             return False
         if not self.model.config.field:
@@ -205,6 +225,12 @@ class GNNPCalculator(Calculator):
         batch = (graphs[0] if len(graphs) == 1 else Batch.from_data_list(graphs)).to(self.device)
         out = self.model(batch, forces=True, stress=stress, response=response)
         counts = batch[K.NUM_ATOMS].tolist()
+        uq = uq_statistics(self.model)
+        if uq.mahalanobis is not None:
+            distances = _numpy(
+                uq.mahalanobis.torch_distances(out[K.LATENT], batch[K.ATOMIC_NUMBERS])
+            )
+            radii = None if uq.conformal is None else uq.conformal.radii(distances)
         total = out[K.ENERGY].detach().cpu().double().numpy()
         energies = out[K.ATOMIC_ENERGIES].detach().cpu().double().numpy()
         forces = out[K.FORCES].detach().cpu().double().numpy()
@@ -220,6 +246,10 @@ class GNNPCalculator(Calculator):
             res["free_energy"] = res["energy"]
             if stress:
                 res["stress"] = voigt[k].copy()
+            if uq.mahalanobis is not None:
+                res["mahalanobis"] = distances[start : start + n].copy()
+                if radii is not None:
+                    res["force_uncertainty"] = radii[start : start + n].copy()
             if K.CHARGES in out:
                 res["charges"] = _numpy(out[K.CHARGES])[start : start + n].copy()
             if response:

@@ -10,6 +10,7 @@ import torch
 from ase_gnnp import __version__
 from ase_gnnp.config import ModelConfig
 from ase_gnnp.model import GNNPModel
+from ase_gnnp.uq.statistics import UQStatistics, uq_statistics
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_model", "save_model", "shipped_models"]
 
@@ -33,6 +34,8 @@ def model_payload(model: GNNPModel, metadata: dict | None = None) -> dict:
         "dtype": str(model.dtype).removeprefix("torch."),
         "state_dict": model.state_dict(),
         "metadata": dict(metadata or {}),
+        # uncertainty statistics (Mahalanobis, conformal q̂), see ase_gnnp.uq
+        "uq": uq_statistics(model).to_dict(),
     }
 
 
@@ -94,6 +97,12 @@ def model_from_payload(payload: dict, source: str = "<payload>") -> GNNPModel:
     except RuntimeError as err:
         raise ValueError(f"checkpoint {source!r} does not match its model config: {err}") from err
     model.metadata = payload.get("metadata", {})
+    try:
+        model.uq = UQStatistics.from_dict(payload.get("uq"))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"checkpoint {source!r} has corrupt uncertainty statistics: {err}"
+        ) from err
     return model.eval()
 
 

@@ -113,6 +113,9 @@ class GNNPModel(nn.Module):
         self.register_buffer("atomic_reference", torch.zeros(MAX_Z + 1))
         # which elements had their reference energy fitted (seen in training)
         self.register_buffer("fitted_elements", torch.zeros(MAX_Z + 1, dtype=torch.bool))
+        #: uncertainty statistics (ase_gnnp.uq.UQStatistics), kept in checkpoints beside
+        #: the weights; None until ase-gnnp uq fit
+        self.uq = None
         self.register_state_dict_post_hook(_drop_codegen_constants)
         self.register_load_state_dict_pre_hook(_fill_codegen_constants)
 

@@ -33,12 +33,14 @@ def test_implemented_properties():
         "polarizability",
         "born_effective_charges",
         "dielectric_tensor",
+        "mahalanobis",
+        "force_uncertainty",
     }
-    # names ASE knows keep ASE's meaning; polarizability is our documented extra
+    # names ASE knows keep ASE's meaning; the others are our documented extras
     from ase.outputs import all_outputs
 
     extra = set(GNNPCalculator.implemented_properties) - set(all_outputs)
-    assert extra == {"polarizability"}
+    assert extra == {"polarizability", "mahalanobis", "force_uncertainty"}
 
 
 # ---------------------------------------------------------------- results

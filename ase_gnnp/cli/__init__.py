@@ -1,4 +1,5 @@
-"""``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi, peierls."""
+"""``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi, peierls,
+uq."""
 
 from __future__ import annotations
 
@@ -6,7 +7,18 @@ import argparse
 import sys
 import warnings
 
-from ase_gnnp.cli import bench, elastic, evaluate, info, ipi, md, peierls, phonons, train
+from ase_gnnp.cli import (
+    bench,
+    elastic,
+    evaluate,
+    info,
+    ipi,
+    md,
+    peierls,
+    phonons,
+    train,
+    uq,
+)
 
 COMMANDS = {
     "train": train,
@@ -18,6 +30,7 @@ COMMANDS = {
     "phonons": phonons,
     "ipi": ipi,
     "peierls": peierls,
+    "uq": uq,
 }
 
 

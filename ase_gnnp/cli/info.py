@@ -30,6 +30,24 @@ def _versions() -> dict:
     return out
 
 
+def _uq_info(model) -> dict:
+    from ase_gnnp.uq import uq_statistics
+
+    stats = uq_statistics(model)
+    out = {"mahalanobis": None, "conformal": None}
+    if stats.mahalanobis is not None:
+        m = stats.mahalanobis
+        out["mahalanobis"] = {
+            "elements": [chemical_symbols[z] for z in m.numbers.tolist()],
+            "training_atoms": m.counts.tolist(),
+            "features": m.num_features,
+            "median_training_distance": m.train_median,
+        }
+    if stats.conformal is not None:
+        out["conformal"] = stats.conformal.to_dict()
+    return out
+
+
 def model_info(name: str) -> dict:
     model = load_model(name)
     fitted = model.fitted_elements.nonzero().flatten().tolist()
@@ -45,6 +63,7 @@ def model_info(name: str) -> dict:
         "scale": float(model.scale),
         "avg_num_neighbors": float(model.layers[0].avg_num_neighbors),
         "metadata": {k: v for k, v in model.metadata.items() if k != "train_config"},
+        "uncertainty": _uq_info(model),
     }
 
 

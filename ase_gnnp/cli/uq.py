@@ -1,0 +1,187 @@
+"""ase-gnnp uq: fit Mahalanobis statistics, calibrate conformal force balls, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ase_gnnp.cli._common import add_model_options, setup_threads
+
+HELP = "uncertainty: fit latent Mahalanobis statistics, calibrate force balls, evaluate them"
+
+
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config-types",
+        default="",
+        help="use only structures of these config types, e.g. md300,md600",
+    )
+    parser.add_argument(
+        "--elements", default="", help="only structures made of these elements alone, e.g. Si"
+    )
+
+
+def read_selected(path: str, args: argparse.Namespace, require=("forces",)) -> list:
+    from ase_gnnp.data import read_structures, select_frames
+
+    def names(text: str) -> list[str]:
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    frames = read_structures(path, require=require)
+    return select_frames(frames, names(args.config_types), names(args.elements), path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="uq_command", required=True)
+    fit = sub.add_parser("fit", help="fit per-element latent Mahalanobis statistics on the "
+                         "model's training data and store them in the checkpoint")  # fmt: skip
+    cal = sub.add_parser("calibrate", help="split-conformal calibration of force balls on "
+                         "held-out labelled structures; stores q̂ in the checkpoint")  # fmt: skip
+    ev = sub.add_parser("evaluate", help="coverage, ball sizes, score-error correlation and "
+                        "out-of-distribution AUROC on labelled structures")  # fmt: skip
+    for p in (fit, cal, ev):
+        add_model_options(p, default=None)
+        add_selection(p)
+        p.add_argument("--batch-size", type=int, default=8)
+    for p in (fit, cal):
+        p.add_argument("--output", help="write the model here (default: update --model in "
+                       "place; required for a shipped model)")  # fmt: skip
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    fit.add_argument("--data", required=True, help="the model's training data (extxyz)")
+    cal.add_argument(
+        "--data",
+        required=True,
+        help="held-out labelled extxyz, never trained on (split by structure)",
+    )
+    cal.add_argument(
+        "--alpha",
+        type=float,
+        default=0.01,
+        help="miscoverage: balls hold the true force with probability 1-alpha",
+    )
+    cal.add_argument("--score", choices=("mahalanobis", "constant"), default="mahalanobis",
+                     help="difficulty score (constant: plain split conformal)")  # fmt: skip
+    ev.add_argument("--data", required=True, help="held-out labelled extxyz (in distribution)")
+    ev.add_argument("--ood", help="labelled extxyz of shifted structures, scored per config_type")
+    ev.add_argument("--json", action="store_true", help="print figures as JSON")
+
+
+def _output(args: argparse.Namespace) -> Path:
+    from ase_gnnp.checkpoint import MODELS_DIR, resolve_model_path
+
+    source = resolve_model_path(args.model)
+    if args.output is None:
+        if source.resolve().parent == MODELS_DIR:
+            raise ValueError(f"{args.model!r} is a shipped model; give --output for the new file")
+        return source
+    out = Path(args.output)
+    if out.exists() and out.resolve() != source.resolve() and not args.overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ase_gnnp.checkpoint import load_model, save_model
+
+    setup_threads(args.threads)
+    model = load_model(args.model, device=args.device)
+    if args.uq_command == "evaluate":
+        return _evaluate(model, args)
+    out = _output(args)
+    if args.uq_command == "fit":
+        from ase_gnnp.uq import fit_mahalanobis
+
+        stats = fit_mahalanobis(model, read_selected(args.data, args, require=()),
+                                args.batch_size)  # fmt: skip
+        shrink = ", ".join(f"{s:.3g}" for s in stats.shrinkage)
+        print(f"Mahalanobis statistics of {stats.num_features} latent features for Z = "
+              f"{stats.numbers.tolist()} ({stats.counts.tolist()} atoms; shrinkage {shrink}; "
+              f"median training distance {stats.train_median:.3f})")  # fmt: skip
+    else:
+        from ase_gnnp.uq import calibrate_forces
+
+        frames = read_selected(args.data, args)
+        c = calibrate_forces(model, frames, args.alpha, args.score, batch_size=args.batch_size)
+        print(f"conformal q̂ = {c.qhat:.5g} ({c.score} score, alpha {c.alpha:g}) from "
+              f"{c.n_atoms} atoms in {c.n_structures} structures")  # fmt: skip
+    save_model(model, out, getattr(model, "metadata", {}))
+    print(f"wrote {out}")
+    return 0
+
+
+def evaluate_uq(model, frames, ood_frames=None) -> dict:
+    """Coverage (structure bootstrap), radii / MAE, Spearman; AUROC per OOD config_type."""
+    from ase_gnnp.data import config_types
+    from ase_gnnp.uq import (
+        auroc,
+        coverage,
+        predict_atoms,
+        spearman,
+        structure_scores,
+        uq_statistics,
+    )
+
+    stats = uq_statistics(model)
+    if stats.mahalanobis is None:
+        raise ValueError("this model has no Mahalanobis statistics (run ase-gnnp uq fit)")
+
+    def figures(pred) -> dict:
+        errors = pred.errors
+        row = {
+            "n_structures": int(pred.structure.max() + 1),
+            "force_mae": float(np.abs(pred.ref_forces - pred.forces).mean()),
+            "spearman_distance_error": spearman(pred.distances, errors),
+        }
+        if stats.conformal is not None:
+            radii = stats.conformal.radii(pred.distances)
+            row["coverage"] = coverage(errors, radii, pred.structure)
+            row["mean_radius_over_mae"] = float(radii.mean() / row["force_mae"])
+        return row
+
+    pred = predict_atoms(model, frames)
+    report = {"in_distribution": figures(pred)}
+    if stats.conformal is not None:
+        report["alpha"] = stats.conformal.alpha
+        report["score"] = stats.conformal.score
+    if ood_frames:
+        high_in, mean_in = structure_scores(pred.distances, pred.structure)
+        groups = np.array(config_types(ood_frames))
+        report["shifted"] = {}
+        for group in sorted(set(groups)):
+            chosen = [a for a, g in zip(ood_frames, groups) if g == group]
+            p = predict_atoms(model, chosen)
+            high, mean = structure_scores(p.distances, p.structure)
+            row = figures(p)
+            row["auroc_max"] = auroc(high_in, high)
+            row["auroc_mean"] = auroc(mean_in, mean)
+            report["shifted"][group] = row
+    return report
+
+
+def _evaluate(model, args: argparse.Namespace) -> int:
+    ood = (
+        read_selected(args.ood, argparse.Namespace(config_types="", elements=""))
+        if args.ood
+        else None
+    )
+    report = evaluate_uq(model, read_selected(args.data, args), ood)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"model {args.model}" + (f", {report['score']} score, alpha {report['alpha']:g}"
+                                   if "alpha" in report else ", not calibrated"))  # fmt: skip
+    rows = [("in distribution", report["in_distribution"])]
+    rows += [(g, r) for g, r in report.get("shifted", {}).items()]
+    print(f"{'set':<16}{'n':>5}{'F MAE':>9}{'coverage [95% CI]':>25}{'R/MAE':>7}"
+          f"{'Spearman':>9}{'AUROC max/mean':>16}")  # fmt: skip
+    for name, r in rows:
+        cov = r.get("coverage")
+        cov_text = f"{cov['coverage']:.4f} [{cov['low']:.3f}, {cov['high']:.3f}]" if cov else "-"
+        ratio = f"{r['mean_radius_over_mae']:.2f}" if cov else "-"
+        au = f"{r['auroc_max']:.3f}/{r['auroc_mean']:.3f}" if "auroc_max" in r else "-"
+        print(f"{name:<16}{r['n_structures']:>5}{r['force_mae']:>9.4f}{cov_text:>25}{ratio:>7}"
+              f"{r['spearman_distance_error']:>9.3f}{au:>16}")  # fmt: skip
+    return 0
