@@ -1,5 +1,5 @@
 """``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi, peierls,
-uq."""
+uq, adaptive-md."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import warnings
 
 from ase_gnnp.cli import (
+    adaptive_md,
     bench,
     elastic,
     evaluate,
@@ -31,6 +32,7 @@ COMMANDS = {
     "ipi": ipi,
     "peierls": peierls,
     "uq": uq,
+    "adaptive-md": adaptive_md,
 }
 
 
