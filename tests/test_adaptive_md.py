@@ -139,3 +139,25 @@ def test_cli_adaptive_md(calibrated, frames, tmp_path, capsys):
     args[args.index("--steps") + 1] = "5"
     assert main([*args, "--resume"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 5
+
+
+def test_cli_takes_the_data_the_checkpoint_records(calibrated, frames, tmp_path, capsys):
+    train, calib = tmp_path / "train.extxyz", tmp_path / "calib.extxyz"
+    write(train, frames[0], format="extxyz")
+    write(calib, frames[1], format="extxyz")
+    bare = save_model(calibrated, tmp_path / "bare.pt")
+    args = ["adaptive-md", "--model", str(bare), "--reference", "tersoff", "--structure", "Si",
+            "--steps", "2", "--r-thr", "0.001", "--train-steps", "1", "--json"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "--train-data is needed: the checkpoint records no train data" in err
+    records = {"train_config": {"data": str(train), "config_types": ["g0", "g1"]}}
+    model = save_model(calibrated, tmp_path / "m.pt", records)
+    assert main(["uq", "calibrate", "--model", str(model), "--data", str(calib), "--alpha",
+                 "0.1", "--config-types", "g0,g1"]) == 0  # fmt: skip
+    capsys.readouterr()
+    args[2] = str(model)
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    saved = load_model(tmp_path / "b/model.pt")
+    assert saved.metadata["train_config"]["data"] == str(train)  # kept for a resume

@@ -35,13 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--train-data",
-        required=True,
-        help="the model's training data (extxyz), kept in every update",
+        help="the model's training data (extxyz), kept in every update (default: the data "
+        "and selection its checkpoint records)",
     )
     parser.add_argument(
-        "--calibration-data", required=True, help="the model's held-out calibration data (extxyz)"
+        "--calibration-data",
+        help="the model's held-out calibration data (extxyz; default: the data and selection "
+        "of its last ase-gnnp uq calibrate)",
     )
-    add_selection(parser)
+    add_selection(parser)  # applies to --train-data and --calibration-data
     parser.add_argument("--out", default="adaptive-md", help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--temperature", type=float, default=1500.0, help="K")
@@ -72,6 +74,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
+def _recorded_data(args: argparse.Namespace) -> tuple[list, list]:
+    """Training and calibration structures: given, or as the checkpoint records them."""
+    from pathlib import Path
+
+    from ase_gnnp.checkpoint import load_model
+    from ase_gnnp.data import read_structures, select_frames
+    from ase_gnnp.uq import uq_statistics
+
+    given = {"train": args.train_data, "calibration": args.calibration_data}
+    if all(given.values()):
+        return read_selected(args.train_data, args), read_selected(args.calibration_data, args)
+    model = load_model(args.model)  # the original model's records (also when resuming)
+    conformal = uq_statistics(model).conformal
+    recorded = {
+        "train": (getattr(model, "metadata", {}) or {}).get("train_config"),
+        "calibration": None if conformal is None else conformal.source,
+    }
+    out = []
+    for name in ("train", "calibration"):
+        if given[name]:
+            out.append(read_selected(given[name], args))
+            continue
+        source = recorded[name]
+        path = None if not source else source.get("data")
+        if not path or not Path(path).is_file():
+            raise ValueError(
+                f"--{name}-data is needed: the checkpoint records "
+                f"{'no' if not path else 'a missing file ' + repr(path) + ' as its'} "
+                f"{name} data"
+            )
+        frames = select_frames(read_structures(path, require=("forces",)),
+                               source.get("config_types") or [], source.get("elements") or [],
+                               path)  # fmt: skip
+        out.append(frames)
+    return out[0], out[1]
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -83,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         atoms = atoms * tuple(args.supercell)
     driver = AdaptiveMD(
         args.model, reference_calculator(args.reference), atoms,
-        read_selected(args.train_data, args), read_selected(args.calibration_data, args),
+        *_recorded_data(args),
         args.out, args.r_thr, temperature_K=args.temperature, timestep_fs=args.timestep,
         friction=args.friction, calibration_every=args.calibration_every,
         train_steps=args.train_steps, lr=args.lr, cooldown=args.cooldown,

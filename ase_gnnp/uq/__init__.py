@@ -3,6 +3,7 @@
 from ase_gnnp.uq.conformal import SCORES, ConformalForces, conformal_quantile
 from ase_gnnp.uq.mahalanobis import LatentMahalanobis, ledoit_wolf
 from ase_gnnp.uq.metrics import auroc, coverage, spearman, structure_scores
+from ase_gnnp.uq.report import uq_report
 from ase_gnnp.uq.statistics import (
     AtomPredictions,
     UQStatistics,
@@ -27,5 +28,6 @@ __all__ = [
     "predict_atoms",
     "spearman",
     "structure_scores",
+    "uq_report",
     "uq_statistics",
 ]

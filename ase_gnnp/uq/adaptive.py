@@ -305,7 +305,8 @@ class AdaptiveMD:
         return atoms
 
     def _save(self) -> None:
-        save_model(self.model, self.paths["model.pt"], {"adaptive_md_step": self.step})
+        metadata = dict(getattr(self.model, "metadata", None) or {})
+        save_model(self.model, self.paths["model.pt"], metadata | {"adaptive_md_step": self.step})
         for name, pool in (("train_added.extxyz", self.train_added),
                            ("calibration_added.extxyz", self.calibration_added)):  # fmt: skip
             tmp = self.paths[name].with_suffix(".tmp")

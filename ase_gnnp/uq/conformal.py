@@ -73,6 +73,9 @@ class ConformalForces:
         ``d_median`` of the Mahalanobis score (the training atoms' median distance).
     n_atoms, n_structures : int
         Size of the calibration set.
+    source : dict or None
+        Where the calibration structures came from (``data``: extxyz path,
+        ``config_types``, ``elements``: the selection), as the command line records it.
     """
 
     alpha: float
@@ -81,6 +84,7 @@ class ConformalForces:
     offset: float
     n_atoms: int
     n_structures: int
+    source: dict | None = None
 
     @classmethod
     def calibrate(
