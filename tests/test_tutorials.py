@@ -93,3 +93,20 @@ def test_peierls_quick(tmp_path):
     assert "model / teacher barrier" in out
     assert (tmp_path / "peierls_w_quick.png").stat().st_size > 1000
     assert (tmp_path / "peierls_w_quick.json").is_file()
+
+
+@pytest.mark.slow
+def test_uq_quick(tmp_path):
+    out = _run("tutorials/uq_si.py", "--quick", "--threads", "1", "--out", str(tmp_path),
+               "--runs", str(tmp_path / "runs"))  # fmt: skip
+    assert "AUROC" in out and "coverage" in out and "plain si-md300 MD" in out
+    assert (tmp_path / "uq_si_quick.png").stat().st_size > 1000
+    assert (tmp_path / "uq_si_quick.json").is_file()
+
+
+@pytest.mark.slow
+def test_adaptive_md_quick(tmp_path):
+    out = _run("tutorials/adaptive_md_si.py", "--quick", "--out", str(tmp_path),
+               "--runs", str(tmp_path / "runs"))  # fmt: skip
+    assert "reference calls" in out and "plain" in out and "adaptive" in out
+    assert (tmp_path / "adaptive_md_si_quick.png").stat().st_size > 1000
