@@ -47,14 +47,17 @@ class GNNPCalculator(Calculator):
     in the same pass, ``mahalanobis`` ((n,), the latent Mahalanobis distance of each atom
     to its element's training data, dimensionless) and ``force_uncertainty`` ((n,) eV/Å,
     the radius ``R_i`` of a conformal ball that holds the true force with probability
-    ``1 − α`` for atoms like the calibration set's); see :mod:`ase_gnnp.uq`.
+    ``1 − α`` for atoms like the calibration set's; an element without statistics is
+    scored against the nearest fitted one, and its ball carries no guarantee); see
+    :mod:`ase_gnnp.uq`.
 
     Parameters
     ----------
     model
         A checkpoint path, the name of a shipped model (``"sige-small"``) or a loaded
         :class:`~ase_gnnp.model.GNNPModel`. A model object whose dtype and device already
-        match is used as it is (later weight updates are seen by the calculator); otherwise
+        match is used as it is (later weight or statistics updates are seen by the
+        calculator after ``calc.reset()``: ASE caches results per structure); otherwise
         a converted copy is used. The object passed in is never modified.
     device
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.

@@ -146,6 +146,25 @@ def select_frames(
     return kept
 
 
+def with_calculator_labels(frames: Sequence[Atoms], keys: DataKeys = DataKeys()) -> list[Atoms]:
+    """Copies of ``frames`` whose labels (found through ``keys``) are stored as ASE
+    calculator results (the polarizability in ``info["polarizability"]``), so that the
+    default :class:`DataKeys` reads them; labels a frame lacks stay absent."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = []
+    for atoms in frames:
+        labels = reference_labels(atoms, keys)
+        copy = atoms.copy()
+        polar = labels.pop("polarizability", None)
+        if polar is not None:
+            copy.info["polarizability"] = np.asarray(polar)
+        results = {k: v for k, v in labels.items() if v is not None}
+        copy.calc = SinglePointCalculator(copy, **results) if results else None
+        out.append(copy)
+    return out
+
+
 def reference_labels(atoms: Atoms, keys: DataKeys = DataKeys()) -> dict:
     """Labels of a frame, ``None`` where absent: energy (eV), forces (n, 3) eV/Å, 3×3
     stress eV/Å^3, dipole (3,) e·Å, 3×3 polarizability e·Å²/V, charges (n,) e."""

@@ -161,3 +161,32 @@ def test_cli_takes_the_data_the_checkpoint_records(calibrated, frames, tmp_path,
     assert json.loads(capsys.readouterr().out)["steps"] == 2
     saved = load_model(tmp_path / "b/model.pt")
     assert saved.metadata["train_config"]["data"] == str(train)  # kept for a resume
+
+
+def test_learns_with_a_long_range_model(frames, tmp_path):
+    """Charges enter the loss of a long-range model (their weight comes from TrainConfig)."""
+    import torch
+
+    from ase_gnnp import GNNPModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = GNNPModel(ModelConfig(cutoff=3.5, channels=8, lmax=1, num_layers=2,
+                                  long_range="ewald")).double()  # fmt: skip
+    fit_mahalanobis(model, frames[0])
+    calibrate_forces(model, frames[1], alpha=0.1)
+    driver = _driver(model, frames, tmp_path / "run", calibration_every=0)
+    assert driver.weights["charges"] == 0.0 and driver.weights["forces"] == 1.0
+    before = [p.detach().clone() for p in driver.model.parameters()]
+    assert driver.run(1)["train_added"] == 1
+    assert any(not torch.equal(a, p) for a, p in zip(before, driver.model.parameters()))
+
+
+def test_resume_drops_events_logged_after_the_saved_state(calibrated, frames, tmp_path):
+    _driver(calibrated, frames, tmp_path / "run").run(3)  # events at steps 0 and 2
+    path = tmp_path / "run/events.jsonl"
+    lines = path.read_text().splitlines()
+    phantom = json.loads(lines[-1]) | {"step": 9}
+    path.write_text("\n".join([*lines, json.dumps(phantom), '{"step": 1'][: len(lines) + 2]))
+    resumed = _driver(calibrated, frames, tmp_path / "run", resume=True)
+    assert [e.step for e in resumed.events] == [0, 2]
+    assert len(path.read_text().splitlines()) == 2

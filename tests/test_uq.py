@@ -96,9 +96,11 @@ def test_ledoit_wolf_is_invertible_with_fewer_samples_than_features():
     assert np.linalg.eigvalsh(cov).min() > 0
 
 
-def test_ledoit_wolf_needs_two_samples():
+def test_ledoit_wolf_needs_two_varying_samples():
     with pytest.raises(ValueError, match="at least 2 samples"):
         ledoit_wolf(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="do not vary"):
+        ledoit_wolf(np.ones((5, 3)))
 
 
 # ---------------------------------------------------------------- Mahalanobis
@@ -300,3 +302,27 @@ def test_cli_fit_calibrate_evaluate(small_model, train_frames, calib_frames, tmp
     assert 0 <= report["in_distribution"]["coverage"]["coverage"] <= 1
     assert set(report["shifted"]) == {"g0", "g1"}
     assert 0 <= report["shifted"]["g0"]["auroc_max"] <= 1
+
+
+def test_cli_label_keys_and_fit_after_calibration(uq_model, calib_frames, tmp_path, capsys):
+    """Labels under custom keys (REF_forces, REF_energy); a refit says it drops q̂."""
+    frames = []
+    for atoms in calib_frames:
+        copy = atoms.copy()
+        copy.arrays["REF_forces"] = atoms.get_forces()
+        copy.info["REF_energy"] = atoms.get_potential_energy()
+        frames.append(copy)  # no calculator: only the keys hold labels
+    data = tmp_path / "keys.extxyz"
+    write(data, frames, format="extxyz")
+    model = save_model(uq_model, tmp_path / "m.pt")
+    args = ["uq", "calibrate", "--model", str(model), "--data", str(data), "--alpha", "0.1"]
+    assert main(args) == 2
+    assert "no forces label" in capsys.readouterr().err
+    assert main([*args, "--forces-key", "REF_forces", "--energy-key", "REF_energy"]) == 0
+    capsys.readouterr()
+    calibrated = uq_statistics(load_model(model)).conformal
+    assert calibrated.qhat == pytest.approx(uq_statistics(uq_model).conformal.qhat)
+    assert calibrated.source["keys"] == {"energy": "REF_energy", "forces": "REF_forces"}
+    assert main(["uq", "fit", "--model", str(model), "--data", str(data)]) == 0
+    assert "conformal calibration is dropped" in capsys.readouterr().out
+    assert uq_statistics(load_model(model)).conformal is None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ase_gnnp.cli._common import add_model_options, read_structure, setup_threads
-from ase_gnnp.cli.uq import add_selection, read_selected
+from ase_gnnp.cli._common import DTYPES, add_model_options, read_structure, setup_threads
+from ase_gnnp.cli.uq import add_selection, read_data, read_selected
 
 HELP = ("Langevin MD that pauses when the model's force balls exceed --r-thr, labels the "
         "structure with a reference, learns from it, recalibrates and resumes")  # fmt: skip
@@ -79,35 +79,38 @@ def _recorded_data(args: argparse.Namespace) -> tuple[list, list]:
     from pathlib import Path
 
     from ase_gnnp.checkpoint import load_model
-    from ase_gnnp.data import read_structures, select_frames
+    from ase_gnnp.data import LABELS
     from ase_gnnp.uq import uq_statistics
 
     given = {"train": args.train_data, "calibration": args.calibration_data}
     if all(given.values()):
         return read_selected(args.train_data, args), read_selected(args.calibration_data, args)
     model = load_model(args.model)  # the original model's records (also when resuming)
+    config = (getattr(model, "metadata", None) or {}).get("train_config") or {}
     conformal = uq_statistics(model).conformal
     recorded = {
-        "train": (getattr(model, "metadata", {}) or {}).get("train_config"),
+        "train": config and {
+            "data": config.get("data"),
+            "config_types": config.get("config_types"),
+            "elements": config.get("elements"),
+            "keys": {n: config[f"{n}_key"] for n in LABELS if config.get(f"{n}_key") is not None},
+        },
         "calibration": None if conformal is None else conformal.source,
-    }
+    }  # fmt: skip
     out = []
     for name in ("train", "calibration"):
         if given[name]:
             out.append(read_selected(given[name], args))
             continue
-        source = recorded[name]
-        path = None if not source else source.get("data")
+        source = recorded[name] or {}
+        path = source.get("data")
         if not path or not Path(path).is_file():
             raise ValueError(
                 f"--{name}-data is needed: the checkpoint records "
                 f"{'no' if not path else 'a missing file ' + repr(path) + ' as its'} "
                 f"{name} data"
             )
-        frames = select_frames(read_structures(path, require=("forces",)),
-                               source.get("config_types") or [], source.get("elements") or [],
-                               path)  # fmt: skip
-        out.append(frames)
+        out.append(read_data(path, source))
     return out[0], out[1]
 
 
@@ -117,17 +120,20 @@ def run(args: argparse.Namespace) -> int:
     from ase_gnnp.uq.adaptive import AdaptiveMD, ReferenceCalculatorError, reference_calculator
 
     setup_threads(args.threads)
+    from ase_gnnp.checkpoint import load_model
+
+    model = args.model if args.resume else load_model(args.model, dtype=DTYPES.get(args.dtype))
     atoms = read_structure(args.structure)
     if args.supercell:
         atoms = atoms * tuple(args.supercell)
     driver = AdaptiveMD(
-        args.model, reference_calculator(args.reference), atoms,
+        model, reference_calculator(args.reference), atoms,
         *_recorded_data(args),
         args.out, args.r_thr, temperature_K=args.temperature, timestep_fs=args.timestep,
         friction=args.friction, calibration_every=args.calibration_every,
         train_steps=args.train_steps, lr=args.lr, cooldown=args.cooldown,
         audit_every=args.audit_every, trajectory_every=args.trajectory_every, seed=args.seed,
-        progress=not args.json, resume=args.resume,
+        progress=not args.json, resume=args.resume, device=args.device,
     )  # fmt: skip
     try:
         result = driver.run(args.steps)

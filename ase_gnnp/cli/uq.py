@@ -6,12 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from ase_gnnp.cli._common import add_model_options, setup_threads
+from ase_gnnp.cli._common import DTYPES, add_key_options, add_model_options, setup_threads
 
 HELP = "uncertainty: fit latent Mahalanobis statistics, calibrate force balls, evaluate them"
 
 
 def add_selection(parser: argparse.ArgumentParser) -> None:
+    """``--config-types``, ``--elements`` and the label-key options (``--forces-key``...)."""
+    add_key_options(parser)
     parser.add_argument(
         "--config-types",
         default="",
@@ -31,12 +33,28 @@ def selection(args: argparse.Namespace) -> dict[str, list[str]]:
     return {"config_types": names(args.config_types), "elements": names(args.elements)}
 
 
-def read_selected(path: str, args: argparse.Namespace, require=("forces",)) -> list:
-    from ase_gnnp.data import read_structures, select_frames
+def data_keys(args: argparse.Namespace) -> dict[str, str]:
+    """The label keys given on the command line (``--forces-key`` ...), by label name."""
+    from ase_gnnp.data import LABELS
 
-    chosen = selection(args)
-    frames = read_structures(path, require=require)
-    return select_frames(frames, chosen["config_types"], chosen["elements"], path)
+    given = {name: getattr(args, f"{name}_key", None) for name in LABELS}
+    return {name: key for name, key in given.items() if key is not None}
+
+
+def read_data(path: str, chosen: dict, require=("forces",)) -> list:
+    """Frames of ``path`` selected by ``chosen`` (``config_types``, ``elements``, ``keys``),
+    their labels moved to calculator results (so the default keys read them)."""
+    from ase_gnnp.data import DataKeys, read_structures, select_frames, with_calculator_labels
+
+    keys = DataKeys(**(chosen.get("keys") or {}))
+    frames = read_structures(path, keys, require=require)
+    frames = select_frames(frames, chosen.get("config_types") or [],
+                           chosen.get("elements") or [], path)  # fmt: skip
+    return with_calculator_labels(frames, keys)
+
+
+def read_selected(path: str, args: argparse.Namespace, require=("forces",)) -> list:
+    return read_data(path, selection(args) | {"keys": data_keys(args)}, require)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,13 +110,16 @@ def run(args: argparse.Namespace) -> int:
     from ase_gnnp.checkpoint import load_model, save_model
 
     setup_threads(args.threads)
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, dtype=DTYPES.get(args.dtype))
     if args.uq_command == "evaluate":
         return _evaluate(model, args)
     out = _output(args)
     if args.uq_command == "fit":
-        from ase_gnnp.uq import fit_mahalanobis
+        from ase_gnnp.uq import fit_mahalanobis, uq_statistics
 
+        if uq_statistics(model).conformal is not None:
+            print("note: the model's conformal calibration is dropped (it belongs to the old "
+                  "statistics); run ase-gnnp uq calibrate again")  # fmt: skip
         stats = fit_mahalanobis(model, read_selected(args.data, args, require=()),
                                 args.batch_size)  # fmt: skip
         shrink = ", ".join(f"{s:.3g}" for s in stats.shrinkage)
@@ -110,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
         frames = read_selected(args.data, args)
         c = calibrate_forces(model, frames, args.alpha, args.score, batch_size=args.batch_size)
-        c.source = {"data": args.data, **selection(args)}
+        c.source = {"data": args.data, **selection(args), "keys": data_keys(args)}
         print(f"conformal q̂ = {c.qhat:.5g} ({c.score} score, alpha {c.alpha:g}) from "
               f"{c.n_atoms} atoms in {c.n_structures} structures")  # fmt: skip
     save_model(model, out, getattr(model, "metadata", {}))
@@ -119,11 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(model, args: argparse.Namespace) -> int:
-    ood = (
-        read_selected(args.ood, argparse.Namespace(config_types="", elements=""))
-        if args.ood
-        else None
-    )
+    ood = read_data(args.ood, {"keys": data_keys(args)}) if args.ood else None
     from ase_gnnp.data import config_types
     from ase_gnnp.uq.report import uq_report
 

@@ -122,8 +122,9 @@ class AdaptiveMD:
     atoms
         Initial structure (copied); velocities are drawn at ``temperature_K``.
     train_frames, calibration_frames
-        Labelled structures: the model's training data (kept in every update, so it does
-        not forget them) and its held-out calibration set.
+        Labelled structures with their labels as calculator results (see
+        :func:`ase_gnnp.data.with_calculator_labels`): the model's training data (kept in
+        every update, so it does not forget them) and its held-out calibration set.
     out
         Run folder: ``model.pt``, ``train_added.extxyz``, ``calibration_added.extxyz``,
         ``events.jsonl``, ``steps.csv``, ``state.extxyz``, ``run.json``.
@@ -136,7 +137,9 @@ class AdaptiveMD:
     train_steps, batch_size, lr
         Optimizer steps (AdamW) per event, structures per step, learning rate.
     loss_weights
-        Weights of the energy, forces and stress terms (as in training).
+        Weights of the loss terms by name (``energy``, ``forces``, ``stress``, ``dipole``,
+        ``polarizability``, ``charges``); default: those of the model's training config
+        as its checkpoint records them, else :class:`~ase_gnnp.train.TrainConfig`'s.
     cooldown
         Steps after an event before the next check (bounds reference calls).
     save_every
@@ -151,8 +154,11 @@ class AdaptiveMD:
         Seeds velocities, Langevin noise and minibatches.
     resume
         Continue the run saved in ``out`` (``atoms`` and ``model`` are then taken from
-        there; the optimizer's moments and the Langevin noise start afresh). Without it,
+        there; the optimizer's moments start afresh and the random streams are reseeded
+        from ``(seed, step)``). Without it,
         a folder holding a run is an error: nothing is overwritten.
+    device
+        Torch device of the model (default: a model object's own, CPU for a file).
     """
 
     def __init__(
@@ -180,6 +186,7 @@ class AdaptiveMD:
         seed: int = 0,
         progress: bool = True,
         resume: bool = False,
+        device: str | torch.device | None = None,
     ) -> None:
         if not isinstance(reference, Calculator):
             raise TypeError(f"reference must be an ASE Calculator, got {type(reference).__name__}")
@@ -211,7 +218,10 @@ class AdaptiveMD:
         self.out.mkdir(parents=True, exist_ok=True)
         if resume:
             model = self.paths["model.pt"]
-        model = load_model(model) if isinstance(model, (str, Path)) else _copy(model)
+        if isinstance(model, (str, Path)):
+            model = load_model(model, device=device or "cpu")
+        else:
+            model = _copy(model).to(device if device is not None else model.scale.device)
         stats = uq_statistics(model)
         if stats.mahalanobis is None or stats.conformal is None:
             raise ValueError(
@@ -226,8 +236,9 @@ class AdaptiveMD:
         self.calibration_every, self.cooldown = calibration_every, int(cooldown)
         self.train_steps, self.batch_size, self.save_every = train_steps, batch_size, save_every
         self.audit_every, self.trajectory_every = audit_every, trajectory_every
-        self.weights = {"energy": 100.0, "forces": 1.0, "stress": 1e4} | dict(loss_weights or {})
+        self.weights = _loss_weights(model) | dict(loss_weights or {})
         self.progress = progress
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         self.base_train = list(train_frames)
@@ -241,6 +252,9 @@ class AdaptiveMD:
         self.events: list[AdaptiveEvent] = []
         if resume:
             atoms = self._restore()
+            # fresh streams for the rest of the run (not a replay of the first steps)
+            self.rng = np.random.default_rng([seed, self.step])
+            torch.manual_seed(seed * 1_000_003 + self.step)
         else:
             atoms = atoms.copy()
             thermalize_momenta(atoms, temperature_K, rng=self.rng)
@@ -248,7 +262,8 @@ class AdaptiveMD:
         self._graphs = [self._graph(a) for a in self.base_train + self.train_added]
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
         self.atoms = atoms
-        self.atoms.calc = GNNPCalculator(self.model)
+        self.device = self.model.scale.device
+        self.atoms.calc = GNNPCalculator(self.model, device=self.device)  # shares the model
         self.dyn = Langevin(
             self.atoms, timestep_fs * units.fs, temperature_K=temperature_K,
             friction=friction / units.fs, fixcm=False, rng=self.rng,
@@ -289,15 +304,26 @@ class AdaptiveMD:
         state = read(self.paths["state.extxyz"])
         self.step = int(state.info["step"])
         self.last_event = int(state.info.get("last_event", -(10**9)))
-        lines = self.paths["events.jsonl"].read_text().splitlines()
-        self.events = [AdaptiveEvent(**json.loads(line)) for line in lines if line.strip()]
-        # forget log rows and frames written after the state was saved (a kill between saves)
+        # forget what was logged after the state was saved (a kill between saves), and a
+        # line or frame cut short by the kill
+        self.events = []
+        for line in self.paths["events.jsonl"].read_text().splitlines():
+            try:
+                event = AdaptiveEvent(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            if event.step <= self.last_event:
+                self.events.append(event)
+        self.paths["events.jsonl"].write_text(
+            "".join(json.dumps(asdict(e)) + "\n" for e in self.events)
+        )
         with open(self.paths["steps.csv"]) as fh:
-            rows = [r for r in csv.reader(fh)]
+            rows = list(csv.reader(fh))
+        kept = [r for r in rows[1:] if len(r) == len(rows[0]) and _int(r[0]) <= self.step]
         with open(self.paths["steps.csv"], "w", newline="") as fh:
-            csv.writer(fh).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= self.step])
+            csv.writer(fh).writerows([rows[0], *kept])
         if self.paths["trajectory.extxyz"].is_file():
-            frames = read(self.paths["trajectory.extxyz"], ":")
+            frames = _read_complete(self.paths["trajectory.extxyz"])
             frames = [a for a in frames if int(a.info["step"]) <= self.step]
             write(self.paths["trajectory.extxyz"], frames, format="extxyz")
         atoms = Atoms(state.numbers, state.positions, cell=state.cell, pbc=state.pbc)
@@ -351,7 +377,8 @@ class AdaptiveMD:
         newest = len(self._graphs) - 1
         for _ in range(self.train_steps):
             others = self.rng.choice(newest, size=min(self.batch_size - 1, newest), replace=False)
-            data = Batch.from_data_list([self._graphs[i] for i in [newest, *others.tolist()]])
+            chosen = [self._graphs[i] for i in [newest, *others.tolist()]]
+            data = Batch.from_data_list(chosen).to(self.device)
             options = forward_options(self.model, data) | {"stress": bool(data.pbc.all())}
             out = self.model(data, create_graph=True, **options)
             loss = total_loss(loss_terms(out, data), self.weights)
@@ -394,9 +421,9 @@ class AdaptiveMD:
         )
         self.events.append(event)
         self.last_event = self.step
+        self._save()  # model, pools and state first: a logged event is always a saved one
         with open(self.paths["events.jsonl"], "a") as fh:
             fh.write(json.dumps(asdict(event)) + "\n")
-        self._save()
         return event
 
     # ------------------------------------------------------------------ run
@@ -453,6 +480,37 @@ class AdaptiveMD:
             "calibration_added": len(self.calibration_added),
             "wall_s": time.perf_counter() - t0,
         }
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 2**62  # a malformed row: dropped
+
+
+def _read_complete(path: Path) -> list[Atoms]:
+    """The frames of an extxyz file up to the first one cut short."""
+    try:
+        return read(path, ":")
+    except Exception:  # a truncated last frame: keep the complete ones
+        frames, k = [], 0
+        while True:
+            try:
+                frames.append(read(path, k))
+            except Exception:
+                return frames
+            k += 1
+
+
+def _loss_weights(model: GNNPModel) -> dict[str, float]:
+    """The loss weights of the model's training config (TrainConfig's defaults if none)."""
+    from ase_gnnp.train import TrainConfig
+
+    recorded = (getattr(model, "metadata", None) or {}).get("train_config") or {}
+    default = TrainConfig()
+    names = ("energy", "forces", "stress", "dipole", "polarizability", "charges")
+    return {n: float(recorded.get(f"{n}_weight", getattr(default, f"{n}_weight"))) for n in names}
 
 
 def _rows(path: Path) -> int:

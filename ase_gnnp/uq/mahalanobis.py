@@ -26,6 +26,8 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     xc = x - mean
     sample = xc.T @ xc / n
     mu = np.trace(sample) / p
+    if not mu > 0:
+        raise ValueError("the samples do not vary (zero covariance): no density to fit")
     target = mu * np.eye(p)
     delta = np.sum((sample - target) ** 2) / p
     # (1/n²) Σ_k ‖x_k x_kᵀ − S‖²_F / p, with ‖x xᵀ‖²_F = ‖x‖⁴
@@ -41,7 +43,8 @@ class LatentMahalanobis:
     ``d_i = sqrt((h_i − m_Z)ᵀ Σ_Z⁻¹ (h_i − m_Z))`` with the mean ``m_Z`` and the Ledoit–Wolf
     shrunk covariance ``Σ_Z`` of the latent features (last-layer invariants, shape (C,))
     of every training atom of element ``Z``. An atom of an element without statistics
-    (one the model was not fitted on) gets its smallest distance to any fitted element.
+    (one the model was not fitted on) gets its smallest distance to any fitted element: a
+    detector, not a guarantee; conformal balls say nothing about such atoms.
     Dimensionless; for in-distribution atoms ``d² ≈ C`` on average.
 
     Attributes
@@ -111,18 +114,26 @@ class LatentMahalanobis:
                                  torch.as_tensor(np.asarray(numbers)))  # fmt: skip
         return d.numpy()
 
-    def torch_distances(self, latent: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
-        """Per-atom distances (N,), computed in float64 on ``latent``'s device."""
+    def torch_distances(
+        self, latent: torch.Tensor, numbers: torch.Tensor, chunk: int = 65536
+    ) -> torch.Tensor:
+        """Per-atom distances (N,), computed in float64 on ``latent``'s device, ``chunk``
+        atoms at a time (memory ∝ chunk × elements × features)."""
         latent = latent.detach().to(torch.float64)
+        numbers = numbers.to(latent.device)
         mean = torch.as_tensor(self.mean, device=latent.device)
         precision = torch.as_tensor(self.precision, device=latent.device)
         known = torch.as_tensor(self.numbers, device=latent.device)
-        diff = latent[:, None, :] - mean[None]  # (N, E, C)
-        d2 = torch.einsum("nec,ecd,ned->ne", diff, precision, diff).clamp_min(0.0)
-        match = numbers.to(latent.device)[:, None] == known[None]  # (N, E)
-        own = torch.where(match, d2, torch.inf).min(dim=1).values
-        d2 = torch.where(match.any(dim=1), own, d2.min(dim=1).values)
-        return d2.sqrt()
+        parts = []
+        for start in range(0, len(latent), chunk):
+            diff = latent[start : start + chunk, None, :] - mean[None]  # (n, E, C)
+            d2 = torch.einsum("nec,ecd,ned->ne", diff, precision, diff).clamp_min(0.0)
+            match = numbers[start : start + chunk, None] == known[None]  # (n, E)
+            own = torch.where(match, d2, torch.inf).min(dim=1).values
+            parts.append(torch.where(match.any(dim=1), own, d2.min(dim=1).values))
+        if not parts:
+            return latent.new_zeros(0)
+        return torch.cat(parts).sqrt()
 
     @property
     def num_features(self) -> int:

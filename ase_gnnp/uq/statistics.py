@@ -156,8 +156,9 @@ def calibrate_forces(
     Raises
     ------
     ValueError
-        Without Mahalanobis statistics for ``score="mahalanobis"``, for a calibration set
-        too small for ``alpha``, or for frames without reference forces.
+        Without Mahalanobis statistics (needed for either score: the calculator reports
+        both), for a calibration set too small for ``alpha``, or for frames without
+        reference forces.
     """
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
