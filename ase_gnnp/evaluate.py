@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import torch
 from ase import Atoms
+from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch_geometric.data import Batch, Data
 
@@ -48,6 +49,7 @@ class ErrorAccumulator:
 
     def add(self, out: dict, data: Data, groups: Sequence[str]) -> None:
         natoms = data[K.NUM_ATOMS].tolist()
+        numbers = data[K.ATOMIC_NUMBERS].cpu().numpy()
         e_pred = out[K.ENERGY].detach().double().cpu().numpy()
         e_ref = data[K.REF_ENERGY].double().cpu().numpy()
         f_err = (out[K.FORCES].detach() - data[K.REF_FORCES]).double().cpu().numpy()
@@ -57,7 +59,7 @@ class ErrorAccumulator:
         )
         start = 0
         for k, n in enumerate(natoms):
-            row = {"group": str(groups[k]), "natoms": n}
+            row = {"group": str(groups[k]), "natoms": n, "numbers": numbers[start : start + n]}
             if bool(data[K.HAS_ENERGY][k]):
                 row["energy"] = (e_pred[k] - e_ref[k]) / n
             if bool(data[K.HAS_FORCES][start]) if n else False:
@@ -104,13 +106,31 @@ class ErrorAccumulator:
             result["polarizability_iso_rel_max"] = float(np.abs(iso).max())
         return result
 
+    def per_element(self) -> dict:
+        """Force MAE/RMSE over the atoms of each element (eV/Å, per component), with the
+        number of atoms and of structures holding the element."""
+        table: dict[str, dict] = {}
+        with_forces = [r for r in self.rows if "forces" in r]
+        for z in sorted({int(z) for r in with_forces for z in r["numbers"]}):
+            err = np.concatenate(
+                [r["forces"].reshape(-1, 3)[r["numbers"] == z].ravel() for r in with_forces]
+            )
+            table[chemical_symbols[z]] = {
+                "n_atoms": len(err) // 3,
+                "n_structures": sum(bool(np.any(r["numbers"] == z)) for r in with_forces),
+                "force_mae": float(np.abs(err).mean()),
+                "force_rmse": float(np.sqrt((err**2).mean())),
+            }
+        return table
+
     def summary(self) -> dict:
-        """Overall metrics plus ``per_config_type`` sub-tables."""
+        """Overall metrics plus ``per_config_type`` and ``per_element`` sub-tables."""
         result = self._reduce(self.rows)
         by_group: dict[str, list] = defaultdict(list)
         for r in self.rows:
             by_group[r["group"]].append(r)
         result["per_config_type"] = {g: self._reduce(rs) for g, rs in sorted(by_group.items())}
+        result["per_element"] = self.per_element()
         return result
 
 
@@ -184,4 +204,10 @@ def format_table(summary: dict) -> str:
             f"{100 * summary['polarizability_iso_rel_mae']:.1f} %, "
             f"max {100 * summary['polarizability_iso_rel_max']:.1f} %"
         )
+    elements = summary.get("per_element", {})
+    if len(elements) > 1:
+        lines.append("force MAE per element (meV/Å): " + ", ".join(
+            f"{e} {1000 * m['force_mae']:.1f} ({m['n_structures']} structures)"
+            for e, m in elements.items()
+        ))  # fmt: skip
     return "\n".join(lines)

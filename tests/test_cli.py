@@ -184,3 +184,19 @@ def test_train_selection_flags(labelled_file, tmp_path, capsys):
     assert main(args) == 0
     saved = (out / "config.yaml").read_text()
     assert "config_types:\n- odd\n- even" in saved and "elements:\n- Si\n- Ge" in saved
+
+
+def test_finetune_freezes_equivariant_layers_by_default(tiny_model_path, labelled_file, tmp_path,
+                                                        capsys):  # fmt: skip
+    out = tmp_path / "tuned"
+    args = ["finetune", "--model", str(tiny_model_path), "--data", str(labelled_file), "--out",
+            str(out), "--epochs", "1", "--val-fraction", "0.34", "--threads", "1",
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert "freeze: equivariant" in (out / "config.yaml").read_text()
+    tuned = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    start = torch.load(tiny_model_path, weights_only=True)["state_dict"]
+    assert torch.equal(tuned["layers.0.linear_up.weight"], start["layers.0.linear_up.weight"])
+    assert not torch.equal(tuned["readout.0.weight"], start["readout.0.weight"])
+    assert main([*args[:-1], "--init-from", str(tiny_model_path), "--overwrite"]) == 2
+    assert "starts from --model" in capsys.readouterr().err

@@ -9,10 +9,11 @@ import pytest
 import torch
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import write
+from ase.io import read, write
 
 from ase_gnnp import GNNPCalculator, load_model
 from ase_gnnp.config import ModelConfig
+from ase_gnnp.evaluate import evaluate_structures
 from ase_gnnp.train import TrainConfig, Trainer
 
 TINY_MODEL = ModelConfig(
@@ -362,3 +363,71 @@ def test_select_config_types_and_elements(tiny_dataset, tmp_path):
         _config(tiny_dataset, tmp_path, elements=["Silicon"])
     with pytest.raises(TypeError, match="config_types must be a list"):
         _config(tiny_dataset, tmp_path, config_types="rattled")
+
+
+def test_element_weights_follow_inverse_frequency():
+    from ase_gnnp.train.weighting import element_frequencies, element_weights
+
+    si = bulk("Si", "diamond", a=5.43)
+    ge = bulk("Ge", "diamond", a=5.66)
+    sige = si.copy()
+    sige.numbers[1] = 32
+    frames = [si] * 8 + [sige, ge]  # Si in 9 of 10 structures, Ge in 2
+    assert element_frequencies(frames) == {"Ge": 0.2, "Si": 0.9}
+    w = element_weights(frames, exponent=1.0, cap=10.0)
+    raw = np.array([1.0] * 8 + [4.5, 4.5])  # (0.9 / 0.2)^1 for structures with Ge
+    np.testing.assert_allclose(w, raw / raw.mean())
+    np.testing.assert_allclose(element_weights(frames, 1.0, cap=2.0)[-1], 2.0 / 1.2)
+    np.testing.assert_allclose(element_weights(frames, 0.0, 10.0), 1.0)
+    with pytest.raises(ValueError, match="cap must be >= 1"):
+        element_weights(frames, 1.0, cap=0.5)
+
+
+def test_trainer_applies_element_weights_and_reads_several_files(tiny_dataset, tmp_path):
+    frames = read(tiny_dataset, ":")
+    for a in frames[:3]:  # three pure-Si structures: Ge is everywhere else
+        a.numbers[:] = 14
+    first, second = tmp_path / "a.extxyz", tmp_path / "b.extxyz"
+    write(first, frames[:8], format="extxyz")
+    write(second, frames[8:], format="extxyz")
+    config = _config(first, tmp_path / "run", element_weight_exponent=1.0)
+    trainer = Trainer(config.updated(data=[str(first), str(second)]), progress=False)
+    assert len(trainer.train_graphs) + len(trainer.val_graphs) == 16
+    weights = np.array([float(g["weight"]) for g in trainer.train_graphs])
+    assert weights.mean() == pytest.approx(1.0) and weights.max() > 1.0
+    with pytest.raises(ValueError, match="element_weight_exponent must be >= 0"):
+        _config(first, tmp_path, element_weight_exponent=-1.0)
+    summary = evaluate_structures(trainer.model, frames)
+    assert set(summary["per_element"]) == {"Si", "Ge"}
+    with_ge = sum(32 in a.numbers for a in frames)
+    assert summary["per_element"]["Ge"]["n_structures"] == with_ge < 16
+
+
+def test_freeze_modes(small_model):
+    from ase_gnnp.train.freeze import freeze
+
+    everything = [n for n, _ in small_model.named_parameters()]
+    assert freeze(small_model, "none") == everything
+    readout = freeze(small_model, "readout")
+    assert readout and all(n.startswith("readout.") for n in readout)
+    equivariant = freeze(small_model, "equivariant")
+    assert "embedding.learned.weight" in equivariant
+    assert not any(n.startswith(("layers.", "radial.", "embedding.mlp.")) for n in equivariant)
+    but_last = freeze(small_model, "equivariant-but-last")
+    assert any(n.startswith("layers.1.") for n in but_last)
+    assert not any(n.startswith("layers.0.") for n in but_last)
+    assert [n for n, p in small_model.named_parameters() if p.requires_grad] == but_last
+    with pytest.raises(ValueError, match="freeze must be one of"):
+        freeze(small_model, "geometric")
+
+
+def test_fine_tuning_with_frozen_layers_changes_only_the_rest(tiny_dataset, tmp_path):
+    first = Trainer(_config(tiny_dataset, tmp_path / "pre", epochs=1), progress=False)
+    first.run()
+    tuned = Trainer(_config(tiny_dataset, tmp_path / "tuned", epochs=2, freeze="equivariant"),
+                    init_from=str(tmp_path / "pre/model.pt"), progress=False)  # fmt: skip
+    before = {n: p.detach().clone() for n, p in tuned.model.named_parameters()}
+    tuned.train_epoch()
+    for name, p in tuned.model.named_parameters():
+        same = torch.equal(before[name], p.detach())
+        assert same == (name.startswith(("layers.", "radial.", "embedding.mlp."))), name

@@ -1,5 +1,5 @@
 """``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi, peierls,
-uq, adaptive-md."""
+uq, adaptive-md, finetune."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ase_gnnp.cli import (
     bench,
     elastic,
     evaluate,
+    finetune,
     info,
     ipi,
     md,
@@ -33,6 +34,7 @@ COMMANDS = {
     "peierls": peierls,
     "uq": uq,
     "adaptive-md": adaptive_md,
+    "finetune": finetune,
 }
 
 

@@ -104,7 +104,8 @@ def _recorded_data(args: argparse.Namespace) -> tuple[list, list]:
             continue
         source = recorded[name] or {}
         path = source.get("data")
-        if not path or not Path(path).is_file():
+        paths = [path] if isinstance(path, str) else list(path or [])
+        if not paths or not all(Path(p).is_file() for p in paths):
             raise ValueError(
                 f"--{name}-data is needed: the checkpoint records "
                 f"{'no' if not path else 'a missing file ' + repr(path) + ' as its'} "

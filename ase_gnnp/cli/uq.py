@@ -41,15 +41,17 @@ def data_keys(args: argparse.Namespace) -> dict[str, str]:
     return {name: key for name, key in given.items() if key is not None}
 
 
-def read_data(path: str, chosen: dict, require=("forces",)) -> list:
-    """Frames of ``path`` selected by ``chosen`` (``config_types``, ``elements``, ``keys``),
-    their labels moved to calculator results (so the default keys read them)."""
+def read_data(path: str | list[str], chosen: dict, require=("forces",)) -> list:
+    """Frames of ``path`` (one extxyz file or several) selected by ``chosen``
+    (``config_types``, ``elements``, ``keys``), their labels moved to calculator results
+    (so the default keys read them)."""
     from ase_gnnp.data import DataKeys, read_structures, select_frames, with_calculator_labels
 
     keys = DataKeys(**(chosen.get("keys") or {}))
-    frames = read_structures(path, keys, require=require)
+    paths = [path] if isinstance(path, str) else list(path)
+    frames = [a for p in paths for a in read_structures(p, keys, require=require)]
     frames = select_frames(frames, chosen.get("config_types") or [],
-                           chosen.get("elements") or [], path)  # fmt: skip
+                           chosen.get("elements") or [], " + ".join(paths))  # fmt: skip
     return with_calculator_labels(frames, keys)
 
 

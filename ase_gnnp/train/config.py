@@ -18,8 +18,9 @@ class TrainConfig:
 
     Attributes
     ----------
-    data : str
-        extxyz training file (split into train/validation by ``seed``).
+    data : str or list of str
+        extxyz training file, or several files read as one set (split into
+        train/validation by ``seed``).
     out : str
         Output folder: ``model.pt`` (best EMA weights), ``checkpoint.pt`` (resumable
         state), ``metrics.csv``, ``learning_curve.png``, ``config.yaml``.
@@ -44,6 +45,12 @@ class TrainConfig:
         Per-structure loss weight by ``info["config_type"]`` (others weigh 1), as MACE's
         ``config_type_weights``: raises the share of a rare group (e.g. dislocation cores
         among bulk snapshots) in every term of the training and validation losses.
+    element_weight_exponent, element_weight_cap : float
+        Fair element weighting: each structure's loss weight is multiplied by
+        ``min(cap, max_e (f_max / f_e)^exponent)`` (``f_e``: share of training structures
+        holding element ``e``), normalised to mean 1; 0 (default) disables it. See
+        :func:`ase_gnnp.train.weighting.element_weights`. Choose them on the validation
+        split.
     dipole_weight, polarizability_weight, charges_weight : float
         Weights of the dipole ((e·Å)²), polarizability ((e·Å²/V)²) and charge (e²) MSEs;
         used where the data hold these labels and the model gives them (dipoles and
@@ -69,11 +76,16 @@ class TrainConfig:
         Torch intra-op threads (0: leave torch's default).
     dtype : str
         ``"float32"`` or ``"float64"``.
+    freeze : str
+        Parameters kept fixed, for fine-tuning (``--init-from``): ``"none"`` (default),
+        ``"equivariant"`` (the geometric layers; the readout, per-element embedding and
+        charge head train), ``"equivariant-but-last"``, ``"readout"`` (only the readout
+        trains). See :func:`ase_gnnp.train.freeze.freeze`.
     model : ModelConfig
         Architecture.
     """
 
-    data: str = ""
+    data: str | list[str] = ""
     out: str = "run"
     energy_key: str | None = None
     forces_key: str | None = None
@@ -97,6 +109,8 @@ class TrainConfig:
     polarizability_weight: float = 10.0
     charges_weight: float = 0.0
     config_type_weights: dict[str, float] = field(default_factory=dict)
+    element_weight_exponent: float = 0.0
+    element_weight_cap: float = 10.0
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     scheduler: str = "plateau"
@@ -108,6 +122,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     threads: int = 0
     dtype: str = "float32"
+    freeze: str = "none"
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -134,6 +149,15 @@ class TrainConfig:
         unknown = [e for e in self.elements if e not in chemical_symbols[1:]]
         if unknown:
             raise ValueError(f"elements must be chemical symbols, got {unknown}")
+        if self.element_weight_exponent < 0 or not self.element_weight_cap >= 1:
+            raise ValueError(
+                f"element_weight_exponent must be >= 0 and element_weight_cap >= 1, got "
+                f"{self.element_weight_exponent!r} and {self.element_weight_cap!r}"
+            )
+        from ase_gnnp.train.freeze import FREEZE_MODES
+
+        if self.freeze not in FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {self.freeze!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.batch_size < 1 or self.epochs < 1:

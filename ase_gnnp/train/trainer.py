@@ -24,9 +24,11 @@ from ase_gnnp.evaluate import evaluate_graphs, forward_options
 from ase_gnnp.model import GNNPModel
 from ase_gnnp.train.config import TrainConfig
 from ase_gnnp.train.ema import EMA
+from ase_gnnp.train.freeze import freeze
 from ase_gnnp.train.loss import loss_terms, total_loss
 from ase_gnnp.train.plots import plot_learning_curve
 from ase_gnnp.train.statistics import fit_statistics
+from ase_gnnp.train.weighting import element_weights
 
 STATE_FORMAT = "ase_gnnp-train-state"
 #: options that may differ between a run and its ``--resume`` (everything else is kept)
@@ -96,8 +98,11 @@ class Trainer:
             "polarizability": config.polarizability_weight,
             "charges": config.charges_weight,
         }
+        self.trainable = freeze(self.model, config.freeze)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
         # cosine / stable-decay need no scheduler object: the LR follows the run's progress
         self.scheduler = None
@@ -145,7 +150,11 @@ class Trainer:
         require = [
             n for n, k in (("energy", cfg.energy_key), ("forces", cfg.forces_key)) if k != ""
         ]
-        frames = self._select(read_structures(cfg.data, cfg.keys, require), cfg.data)
+        paths = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+        frames = self._select(
+            [a for path in paths for a in read_structures(path, cfg.keys, require)],
+            " + ".join(map(str, paths)),
+        )
         if cfg.val_data:
             val_frames = self._select(read_structures(cfg.val_data, cfg.keys, require),
                                       cfg.val_data)  # fmt: skip
@@ -170,6 +179,10 @@ class Trainer:
 
         def make(subset: list) -> list:
             weights = [cfg.config_type_weights.get(t, 1.0) for t in config_types(subset)]
+            if cfg.element_weight_exponent > 0:  # training frequencies for both splits
+                fair = element_weights(subset, cfg.element_weight_exponent,
+                                       cfg.element_weight_cap, reference=train_frames)  # fmt: skip
+                weights = [w * float(f) for w, f in zip(weights, fair)]
             return [
                 labelled_graph(a, cutoff, cfg.keys, self.dtype, weight=w)
                 for a, w in zip(subset, weights)

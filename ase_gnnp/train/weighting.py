@@ -1,0 +1,55 @@
+"""Per-structure loss weights from inverse element frequency (fair element weighting)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+
+__all__ = ["element_frequencies", "element_weights"]
+
+
+def element_frequencies(frames: Sequence[Atoms]) -> dict[str, float]:
+    """Share of structures that hold each element."""
+    counts: dict[str, int] = {}
+    for atoms in frames:
+        for symbol in set(atoms.get_chemical_symbols()):
+            counts[symbol] = counts.get(symbol, 0) + 1
+    return {s: c / len(frames) for s, c in sorted(counts.items())}
+
+
+def element_weights(
+    frames: Sequence[Atoms],
+    exponent: float,
+    cap: float,
+    reference: Sequence[Atoms] | None = None,
+) -> np.ndarray:
+    """Weights ``w_s = min(cap, max_{e ∈ s} (f_max / f_e)^exponent)``, normalised to mean 1.
+
+    ``f_e`` is the share of ``reference`` structures (default: ``frames``) that hold
+    element ``e`` and ``f_max`` the largest share, so a structure with a rare element
+    weighs more, by at most ``cap`` before normalisation; ``exponent = 0`` gives ones.
+    The normalisation (mean 1 over ``reference``) keeps the loss scale. Elements absent
+    from ``reference`` count as the rarest.
+
+    Returns
+    -------
+    ndarray (len(frames),)
+    """
+    if exponent < 0:
+        raise ValueError(f"element weight exponent must be >= 0, got {exponent!r}")
+    if not cap >= 1:
+        raise ValueError(f"element weight cap must be >= 1, got {cap!r}")
+    reference = list(frames if reference is None else reference)
+    freq = element_frequencies(reference)
+    f_max, f_min = max(freq.values()), min(freq.values())
+
+    def raw(atoms_list) -> np.ndarray:
+        return np.array([
+            min(cap, max((f_max / freq.get(s, f_min)) ** exponent
+                         for s in set(a.get_chemical_symbols())))
+            for a in atoms_list
+        ])  # fmt: skip
+
+    return raw(frames) / raw(reference).mean()
