@@ -1,5 +1,5 @@
 """``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi, peierls,
-uq, adaptive-md, finetune."""
+uq, adaptive-md, report, finetune."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ase_gnnp.cli import (
     md,
     peierls,
     phonons,
+    report,
     train,
     uq,
 )
@@ -34,6 +35,7 @@ COMMANDS = {
     "peierls": peierls,
     "uq": uq,
     "adaptive-md": adaptive_md,
+    "report": report,
     "finetune": finetune,
 }
 

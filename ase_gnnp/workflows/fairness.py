@@ -1,0 +1,137 @@
+"""Fair element weighting study: worst-element error with and without inverse-frequency
+weights, settings chosen on the validation split, repeated over training seeds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ase.io import read
+
+from ase_gnnp.checkpoint import load_model
+from ase_gnnp.evaluate import evaluate_structures
+from ase_gnnp.train import TrainConfig, Trainer
+
+__all__ = ["fairness_study", "group_figures", "plot_fairness"]
+
+
+def group_figures(per_element: dict) -> dict:
+    """Worst, best and mean-over-elements force MAE (eV/Å) and the worst − best gap."""
+    mae = {e: m["force_mae"] for e, m in per_element.items()}
+    worst, best = max(mae, key=mae.get), min(mae, key=mae.get)
+    return {"worst_element": worst, "worst": mae[worst], "best_element": best,
+            "best": mae[best], "gap": mae[worst] - mae[best],
+            "mean_over_elements": float(np.mean(list(mae.values())))}  # fmt: skip
+
+
+def _train(config: TrainConfig, test_frames, progress: bool) -> dict:
+    """One training run (reused if its result file exists): validation and test figures."""
+    out = Path(config.out)
+    done = out / "fairness_run.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    resume = (out / "checkpoint.pt").is_file()
+    trainer = (
+        Trainer.resume(out, progress=progress) if resume else Trainer(config, progress=progress)
+    )
+    trainer.run()
+    model = load_model(out / "model.pt")
+    val = model.metadata["val_metrics"]
+    test = evaluate_structures(model, test_frames)
+    result = {
+        "exponent": config.element_weight_exponent,
+        "cap": config.element_weight_cap,
+        "seed": config.seed,
+        "val_per_element": val["per_element"],
+        "val": group_figures(val["per_element"]),
+        "test_per_element": test["per_element"],
+        "test": group_figures(test["per_element"]) | {"force_mae": test["force_mae"]},
+    }
+    done.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def fairness_study(
+    base: TrainConfig,
+    test: str | Path,
+    out: str | Path,
+    candidates: Sequence[tuple[float, float]] = ((0.5, 10.0), (1.0, 10.0)),
+    seeds: Sequence[int] = (0, 1, 2),
+    progress: bool = True,
+) -> dict:
+    """Train without and with element weighting and compare per-element test errors.
+
+    Each candidate ``(exponent, cap)`` is trained once (seed ``seeds[0]``); the one with
+    the smallest worst-element force error on the validation split is chosen (the test
+    split plays no part), then both the unweighted baseline and the chosen weighting are
+    trained with every seed and evaluated on ``test``. Runs live in ``out/<name>/`` and
+    are reused or resumed, so a killed study continues.
+
+    Returns
+    -------
+    dict
+        ``candidates`` (validation figures), ``chosen``, and for ``baseline`` and
+        ``weighted``: per-seed test figures and their mean ± std (worst-element MAE,
+        mean over elements, overall force MAE, gap); ``worst_reduction`` and
+        ``average_change`` (relative, from the seed means).
+    """
+    out = Path(out)
+    test_frames = read(test, ":")
+
+    def run(exponent: float, cap: float, seed: int) -> dict:
+        name = f"p{exponent:g}_cap{cap:g}_seed{seed}"
+        config = base.updated(out=str(out / name), seed=seed, element_weight_exponent=exponent,
+                              element_weight_cap=cap)  # fmt: skip
+        return _train(config, test_frames, progress)
+
+    tried = [run(p, c, seeds[0]) for p, c in candidates]
+    chosen = min(tried, key=lambda r: r["val"]["worst"])
+    report = {"candidates": [{k: r[k] for k in ("exponent", "cap", "val")} for r in tried],
+              "chosen": {"exponent": chosen["exponent"], "cap": chosen["cap"]}}  # fmt: skip
+    for label, (p, c) in (("baseline", (0.0, base.element_weight_cap)),
+                          ("weighted", (chosen["exponent"], chosen["cap"]))):  # fmt: skip
+        runs = [run(p, c, s) for s in seeds]
+        summary = {}
+        for key in ("worst", "mean_over_elements", "force_mae", "gap"):
+            values = np.array([r["test"][key] for r in runs])
+            summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1))
+                            if len(values) > 1 else 0.0}  # fmt: skip
+        report[label] = {"runs": [r["test"] | {"seed": r["seed"], "per_element": {
+            e: m["force_mae"] for e, m in r["test_per_element"].items()}} for r in runs],
+            **summary}  # fmt: skip
+    b, w = report["baseline"], report["weighted"]
+    report["worst_reduction"] = 1 - w["worst"]["mean"] / b["worst"]["mean"]
+    report["average_change"] = w["force_mae"]["mean"] / b["force_mae"]["mean"] - 1
+    return report
+
+
+def plot_fairness(report: dict, path: str | Path) -> Path:
+    """Per-element test force MAE (mean ± std over seeds), baseline against weighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    elements = sorted(report["baseline"]["runs"][0]["per_element"])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x = np.arange(len(elements))
+    for k, label in enumerate(("baseline", "weighted")):
+        values = np.array([[r["per_element"][e] for e in elements]
+                           for r in report[label]["runs"]])  # fmt: skip
+        std = values.std(axis=0, ddof=1) if len(values) > 1 else None
+        text = label if label == "baseline" else (
+            f"weighted (exponent {report['chosen']['exponent']:g}, cap "
+            f"{report['chosen']['cap']:g})")  # fmt: skip
+        ax.bar(x + 0.4 * k - 0.2, 1000 * values.mean(axis=0), 0.4,
+               yerr=None if std is None else 1000 * std, capsize=3, label=text)  # fmt: skip
+    ax.set_xticks(x, elements)
+    ax.set_ylabel("test force MAE (meV/Å), mean ± std over seeds")
+    ax.set_title(f"weighting: worst-element error {-100 * report['worst_reduction']:+.0f} %, "
+                 f"average {100 * report['average_change']:+.1f} %")  # fmt: skip
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
