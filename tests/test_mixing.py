@@ -27,7 +27,7 @@ def test_lower_hull_and_verdict():
 @pytest.fixture(scope="module")
 def cu_au():
     return mixing_energies(EMT(), "Cu", "Au", "fcc", x_values=(0.25, 0.5, 0.75), reps=(1, 1, 1),
-                           samples=1, progress=False)  # fmt: skip
+                           samples=1, progress=False, ordered=False)  # fmt: skip
 
 
 def test_emt_cu_au_mixing(cu_au):
@@ -45,6 +45,20 @@ def test_emt_cu_au_mixing(cu_au):
     assert r.x[r.hull].tolist() == [0.0, 0.5, 0.75, 1.0]
     # relaxed volumes lie between the pure ones
     assert r.volume[r.x == 0][0] > r.volume[r.x == 0.5][0] > r.volume[r.x == 1][0]
+
+
+def test_ordered_compounds(cu_au):
+    """In the 4-atom cell every occupation with k Cu atoms is the ordered compound, so the
+    named L1_2 / L1_0 cells reproduce the random ones."""
+    r = mixing_energies(EMT(), "Cu", "Au", "fcc", x_values=(0.5,), reps=(1, 1, 1), samples=1,
+                        progress=False)  # fmt: skip
+    ordered = r.ordered()
+    assert set(ordered) == {"L1_2 AB3", "L1_0 AB", "L1_2 A3B"}
+    reference = dict(zip(cu_au.x.tolist(), cu_au.mixing_energy.tolist()))
+    for x, e in ordered.values():
+        assert e == pytest.approx(reference[x], abs=2e-4)
+    assert r.verdict == "ordering"
+    assert r.mean_curve()[0].tolist() == [0.0, 0.5, 1.0]  # the random alloys only
 
 
 def test_bad_input():

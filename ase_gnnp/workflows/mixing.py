@@ -16,7 +16,15 @@ from tqdm import tqdm
 
 from ase_gnnp.workflows.relax import relax
 
-__all__ = ["LATTICES", "MixingResult", "lower_hull", "mixing_energies", "plot_mixing", "verdict"]
+__all__ = [
+    "LATTICES",
+    "ORDERED",
+    "MixingResult",
+    "lower_hull",
+    "mixing_energies",
+    "plot_mixing",
+    "verdict",
+]
 
 #: lattices the alloy can take (conventional cubic cells)
 LATTICES = ("fcc", "bcc", "diamond")
@@ -40,6 +48,14 @@ def _reference_lattice_constant(symbol: str, lattice: str) -> float:
 
 def _cell(symbol: str, lattice: str, a: float, reps) -> Atoms:
     return bulk(symbol, lattice, a=a, cubic=True) * tuple(reps)
+
+
+#: ordered compounds on each lattice's conventional cell: name -> sites of A (the rest B)
+ORDERED = {
+    "fcc": {"L1_2 AB3": [0], "L1_0 AB": [0, 1], "L1_2 A3B": [1, 2, 3]},
+    "bcc": {"B2 AB": [0]},
+    "diamond": {"zincblende AB": [0, 1, 2, 3]},
+}
 
 
 def lower_hull(x: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -79,7 +95,10 @@ class MixingResult:
     natoms : int
         Atoms per supercell.
     x : ndarray (M,)
-        Composition of each relaxed supercell (pure phases included, x = 0 and 1).
+        Composition of each relaxed cell (pure phases included, x = 0 and 1).
+    kind : list of str (M,)
+        ``"pure"``, ``"random"`` (a random occupation of the supercell) or the name of an
+        ordered compound (``"L1_2 A3B"``, ``"L1_0 AB"``, ``"B2 AB"``, ``"zincblende AB"``).
     mixing_energy : ndarray (M,)
         ``E/N − x E_A − (1 − x) E_B`` in eV/atom, pure phases relaxed in the same lattice.
     volume : ndarray (M,)
@@ -98,15 +117,23 @@ class MixingResult:
     x: np.ndarray
     mixing_energy: np.ndarray
     volume: np.ndarray
+    kind: list = field(default_factory=list)
     pure_energy: dict = field(default_factory=dict)
     pure_lattice_constant: dict = field(default_factory=dict)
     hull: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     verdict: str = ""
 
     def mean_curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """Compositions and the mean mixing energy over the samples at each."""
-        xs = np.unique(self.x)
-        return xs, np.array([self.mixing_energy[self.x == v].mean() for v in xs])
+        """Compositions and the mean mixing energy of the random alloys (the disordered
+        solution) at each, with the pure phases."""
+        keep = np.array([k in ("pure", "random") for k in self.kind])
+        xs = np.unique(self.x[keep])
+        return xs, np.array([self.mixing_energy[keep & (self.x == v)].mean() for v in xs])
+
+    def ordered(self) -> dict[str, tuple[float, float]]:
+        """Ordered compounds: name -> (x, mixing energy)."""
+        return {k: (float(x), float(e)) for k, x, e in zip(self.kind, self.x, self.mixing_energy)
+                if k not in ("pure", "random")}  # fmt: skip
 
     def to_dict(self) -> dict:
         xs, mean = self.mean_curve()
@@ -117,7 +144,9 @@ class MixingResult:
             "x": self.x.tolist(),
             "mixing_energy_eV_per_atom": self.mixing_energy.tolist(),
             "volume_A3_per_atom": self.volume.tolist(),
+            "kind": list(self.kind),
             "mean_curve": {"x": xs.tolist(), "mixing_energy_eV_per_atom": mean.tolist()},
+            "ordered": self.ordered(),
             "pure_energy_eV_per_atom": self.pure_energy,
             "pure_lattice_constant_A": self.pure_lattice_constant,
             "hull_x": self.x[self.hull].tolist(),
@@ -138,6 +167,7 @@ def mixing_energies(
     max_steps: int = 500,
     seed: int = 0,
     progress: bool = True,
+    ordered: bool = True,
 ) -> MixingResult:
     """Relax random ``A_x B_{1-x}`` supercells (positions and cell) with ``calc``.
 
@@ -156,6 +186,9 @@ def mixing_energies(
         same ``seed``): the spread shows the configurational scatter.
     fmax
         Force threshold of the relaxation, eV/Å.
+    ordered
+        Also relax the ordered compounds of the lattice (:data:`ORDERED`): a random
+        solution can lie above the pure phases while an ordered compound lies below.
 
     Raises
     ------
@@ -183,7 +216,25 @@ def mixing_energies(
         pure_a[symbol] = float(np.cbrt(unit.get_volume()))
     rng = np.random.default_rng(seed)
     per_cell = len(unit)  # atoms in the conventional cell of the lattice
-    rows = [(1.0, 0.0, pure_a[a] ** 3 / per_cell), (0.0, 0.0, pure_a[b] ** 3 / per_cell)]
+    rows = [(1.0, 0.0, pure_a[a] ** 3 / per_cell, "pure"),
+            (0.0, 0.0, pure_a[b] ** 3 / per_cell, "pure")]  # fmt: skip
+
+    def relaxed(atoms: Atoms, kind: str) -> None:
+        atoms.calc = calc
+        n = len(atoms)
+        n_a = int(np.sum(atoms.numbers == atomic_numbers[a]))
+        relax(atoms, cell=True, fmax=fmax, max_steps=max_steps, what=f"{a}{n_a}{b}{n - n_a}")
+        xa = n_a / n
+        e = atoms.get_potential_energy() / n - xa * pure_energy[a] - (1 - xa) * pure_energy[b]
+        rows.append((xa, float(e), atoms.get_volume() / n, kind))
+
+    for name, sites in ORDERED[lattice].items() if ordered else ():
+        xa = len(sites) / per_cell
+        atoms = _cell(b, lattice, xa * pure_a[a] + (1 - xa) * pure_a[b], (1, 1, 1))
+        numbers = atoms.numbers.copy()
+        numbers[sites] = atomic_numbers[a]
+        atoms.numbers = numbers
+        relaxed(atoms, name)
     jobs = [(x, k) for x in x_values for k in range(samples)]
     natoms = len(_cell(a, lattice, 1.0, reps))
     for x, _ in tqdm(jobs, desc=f"mixing {a}-{b}", disable=not progress):
@@ -194,16 +245,13 @@ def mixing_energies(
         numbers[rng.choice(natoms, n_a, replace=False)] = atomic_numbers[a]
         atoms.numbers = numbers
         atoms.rattle(0.01, seed=int(rng.integers(2**31)))  # break symmetric saddle points
-        atoms.calc = calc
-        relax(atoms, cell=True, fmax=fmax, max_steps=max_steps, what=f"{a}{n_a}{b}{natoms - n_a}")
-        xa = n_a / natoms
-        e = atoms.get_potential_energy() / natoms - xa * pure_energy[a] - (1 - xa) * pure_energy[b]
-        rows.append((xa, float(e), atoms.get_volume() / natoms))
-    x, e, volume = (np.array(col) for col in zip(*rows))
+        relaxed(atoms, "random")
+    x, e, volume = (np.array(col) for col in list(zip(*rows))[:3])
+    kinds = [row[3] for row in rows]
     return MixingResult(
         elements=(a, b), lattice=lattice, natoms=natoms, x=x, mixing_energy=e, volume=volume,
-        pure_energy=pure_energy, pure_lattice_constant=pure_a, hull=lower_hull(x, e),
-        verdict=verdict(x, e),
+        kind=kinds, pure_energy=pure_energy, pure_lattice_constant=pure_a,
+        hull=lower_hull(x, e), verdict=verdict(x, e),
     )  # fmt: skip
 
 
@@ -217,7 +265,10 @@ def plot_mixing(results: dict[str, MixingResult], path: str | Path, title: str =
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for k, (label, r) in enumerate(results.items()):
         color = f"C{k}"
-        ax.plot(r.x, 1000 * r.mixing_energy, "o", color=color, alpha=0.35, ms=4)
+        random = np.array([k == "random" for k in r.kind])
+        ax.plot(r.x[random], 1000 * r.mixing_energy[random], "o", color=color, alpha=0.35, ms=4)
+        for xo, eo in r.ordered().values():
+            ax.plot(xo, 1000 * eo, "*", color=color, ms=9)
         xs, mean = r.mean_curve()
         ax.plot(xs, 1000 * mean, "-", color=color, label=f"{label}: {r.verdict}")
         ax.plot(r.x[r.hull], 1000 * r.mixing_energy[r.hull], "--", color=color, lw=1)
@@ -225,7 +276,9 @@ def plot_mixing(results: dict[str, MixingResult], path: str | Path, title: str =
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel(f"x in {a}$_x${b}$_{{1-x}}$")
     ax.set_ylabel("mixing energy (meV/atom)")
-    ax.set_title(title or f"{a}-{b} mixing energies (relaxed; dashed: lower hull)")
+    ax.set_title(title or f"{a}-{b} mixing energies (relaxed)")
+    ax.text(0.02, 0.02, "dots: random alloys (line: mean); stars: ordered compounds; "
+            "dashed: lower hull", transform=ax.transAxes, fontsize=7)  # fmt: skip
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
