@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -110,3 +111,13 @@ def test_adaptive_md_quick(tmp_path):
                "--runs", str(tmp_path / "runs"))  # fmt: skip
     assert "reference calls" in out and "plain" in out and "adaptive" in out
     assert (tmp_path / "adaptive_md_si_quick.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("cuauni-emt" not in shipped_models(), reason="cuauni-emt is not shipped")
+def test_mixing_quick(tmp_path):
+    out = _run("tutorials/mixing.py", "--quick", "--threads", "1", "--out", str(tmp_path))
+    assert "verdict" in out and "largest deviation" in out
+    assert (tmp_path / "mixing_cuau_quick.png").stat().st_size > 1000
+    report = json.loads((tmp_path / "mixing_quick.json").read_text())
+    assert set(report) == {"sige", "cuau"}
