@@ -52,6 +52,13 @@ DATA = ROOT / "data"
 R_THR = 1.0  # eV/Å
 
 
+def si300_pools() -> tuple[list, list]:
+    """si-md300's training cells and its calibration cells (300 K Si of the shipped sets)."""
+    train = select_frames(read(DATA / "sige_tersoff_train.extxyz", ":"), ["md300"], ["Si"])
+    calib = select_frames(read(DATA / "sige_tersoff_calib.extxyz", ":"), ["md300"], ["Si"])
+    return train, calib
+
+
 def teacher_md(steps: int, seed: int = 0, every: int = 10) -> dict:
     """The control: the teacher's own Langevin MD with the same protocol (1500 K, 1 fs,
     friction 0.01/fs, 64 atoms); energy per atom and closest distance every ``every`` steps."""

@@ -36,7 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from adaptive_md_si import teacher_md  # noqa: E402 (tutorials/adaptive_md_si.py)
+from adaptive_md_si import si300_pools, teacher_md  # noqa: E402 (tutorials/adaptive_md_si.py)
 from ase.build import bulk  # noqa: E402
 from ase.io import read  # noqa: E402
 from ase.neighborlist import neighbor_list  # noqa: E402
@@ -87,8 +87,7 @@ def conformal_study(model, calib, test, shifted) -> dict:
 
 def unstable_md(steps: int, out: Path, seed: int = 0) -> dict:
     """Plain MD (no learning: r_thr = ∞) of si-md300 at 1500 K, audited by the teacher."""
-    train = select_frames(read(DATA / "sige_tersoff_train.extxyz", ":"), ["md300"], ["Si"])
-    calib = select_frames(read(DATA / "sige_tersoff_calib.extxyz", ":"), ["md300"], ["Si"])
+    train, calib = si300_pools()
     atoms = bulk("Si", "diamond", a=5.432, cubic=True) * (2, 2, 2)
     run = out / "uq_si_plain_md"
     shutil.rmtree(run, ignore_errors=True)  # this script's own scratch folder

@@ -74,18 +74,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
-def _recorded_data(args: argparse.Namespace) -> tuple[list, list]:
-    """Training and calibration structures: given, or as the checkpoint records them."""
+def _recorded_data(args: argparse.Namespace, model) -> tuple[list, list]:
+    """Training and calibration structures: given, or as ``model`` (the original
+    checkpoint, also when resuming) records them."""
     from pathlib import Path
 
-    from ase_gnnp.checkpoint import load_model
     from ase_gnnp.data import LABELS
     from ase_gnnp.uq import uq_statistics
 
     given = {"train": args.train_data, "calibration": args.calibration_data}
     if all(given.values()):
         return read_selected(args.train_data, args), read_selected(args.calibration_data, args)
-    model = load_model(args.model)  # the original model's records (also when resuming)
     config = (getattr(model, "metadata", None) or {}).get("train_config") or {}
     conformal = uq_statistics(model).conformal
     recorded = {
@@ -123,13 +122,14 @@ def run(args: argparse.Namespace) -> int:
     setup_threads(args.threads)
     from ase_gnnp.checkpoint import load_model
 
-    model = args.model if args.resume else load_model(args.model, dtype=DTYPES.get(args.dtype))
+    # loaded once: its records name the data; a resumed run continues from its own model.pt
+    model = load_model(args.model, dtype=DTYPES.get(args.dtype))
     atoms = read_structure(args.structure)
     if args.supercell:
         atoms = atoms * tuple(args.supercell)
     driver = AdaptiveMD(
         model, reference_calculator(args.reference), atoms,
-        *_recorded_data(args),
+        *_recorded_data(args, model),
         args.out, args.r_thr, temperature_K=args.temperature, timestep_fs=args.timestep,
         friction=args.friction, calibration_every=args.calibration_every,
         train_steps=args.train_steps, lr=args.lr, cooldown=args.cooldown,

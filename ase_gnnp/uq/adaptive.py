@@ -341,9 +341,7 @@ class AdaptiveMD:
         self._save_state()
 
     def _save_state(self) -> None:
-        atoms = self.atoms.copy() if hasattr(self, "atoms") else None
-        if atoms is None:
-            return
+        atoms = self.atoms.copy()
         atoms.calc = None
         atoms.info.update(step=self.step, last_event=self.last_event)
         tmp = self.paths["state.extxyz"].with_suffix(".tmp")
