@@ -8,8 +8,10 @@ from pathlib import Path
 
 from ase_gnnp.cli._common import DTYPES, add_model_options, setup_threads
 
-HELP = "reports with JSON and PNG output: mixing (alloy mixing energies), fairness"
+HELP = ("reports with JSON and PNG output: transfer, mixing (alloy mixing energies), fairness, "
+        "sample-efficiency")  # fmt: skip
 TEACHERS = ("tersoff", "emt")
+MLEARN = Path("../shared/data/mlearn")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +45,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mixing.add_argument("--json", action="store_true", help="print the figures as JSON")
 
+    transfer = sub.add_parser("transfer", help="train on one system, measure on another "
+                              "(zero-shot, reference refit, fine-tuned on N)")  # fmt: skip
+    transfer.add_argument("--source", type=Path, default=MLEARN / "Si_train.extxyz",
+                          help="source extxyz (default: mlearn Si)")  # fmt: skip
+    transfer.add_argument("--target", type=Path, default=MLEARN / "Ge_train.extxyz",
+                          help="target extxyz (default: mlearn Ge)")  # fmt: skip
+    transfer.add_argument("--model", help="a model trained on the source (then --source is "
+                          "its in-domain test set); default: train one")  # fmt: skip
+    transfer.add_argument("--n-reference", type=int, default=5,
+                          help="target structures for the reference-energy refit")  # fmt: skip
+    transfer.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 25, 50],
+                          help="fine-tuning set sizes N")  # fmt: skip
+    _study_options(transfer, "transfer")
+
+    efficiency = sub.add_parser("sample-efficiency", help="target error against N, fine-tuned "
+                                "from a pretrained model and from scratch")  # fmt: skip
+    efficiency.add_argument("--model", required=True, help="the pretrained model")
+    efficiency.add_argument("--target", type=Path, default=MLEARN / "Ge_train.extxyz",
+                            help="target extxyz, absent from the pretraining set "
+                                 "(default: mlearn Ge)")  # fmt: skip
+    efficiency.add_argument("--sizes", type=int, nargs="+", default=[10, 25, 50, 100, 200])
+    efficiency.add_argument("--pool-size", type=int, help="target structures kept for "
+                            "training (default: the largest size; the rest is the test "
+                            "set); equal pool sizes share the split")  # fmt: skip
+    _study_options(efficiency, "sample_efficiency")
+
     fair = sub.add_parser("fairness", help="per-element errors with and without inverse "
                           "element-frequency weights, over several training seeds")  # fmt: skip
     fair.add_argument("--data", required=True, help="(imbalanced) training extxyz")
@@ -62,6 +90,124 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "fairness.json and fairness.png there")  # fmt: skip
     fair.add_argument("--threads", type=int, default=0)
     fair.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def _study_options(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--config", help="YAML of the training options (model included) for "
+                        "runs from scratch; default: a small model")  # fmt: skip
+    parser.add_argument("--freeze", default="equivariant",
+                        help="fine-tuning freeze mode (see ase-gnnp finetune)")  # fmt: skip
+    parser.add_argument("--finetune-lr", type=float, default=2e-3)
+    parser.add_argument("--steps", type=int, default=300,
+                        help="optimizer steps of every fine-tuning or size-N run")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="target split and training seed")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(name),
+                        help=f"study folder (runs are reused or resumed); writes {name}.json "
+                             f"and {name}.png there")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def _study_configs(args: argparse.Namespace):
+    """Training options for runs from scratch and for fine-tuning."""
+    from ase_gnnp.config import ModelConfig
+    from ase_gnnp.train import TrainConfig
+
+    small = ModelConfig(cutoff=5.0, channels=32, lmax=1, num_layers=2)
+    base = (
+        TrainConfig.from_yaml(args.config)
+        if args.config
+        else TrainConfig(
+            model=small, energy_weight=100.0, batch_size=4, scheduler="cosine", patience=10**6
+        )
+    )
+    base = base.updated(threads=args.threads or base.threads)
+    return base, base.updated(freeze=args.freeze, lr=args.finetune_lr)
+
+
+def _check_data(*paths: Path) -> None:
+    for path in paths:
+        if not Path(path).is_file():
+            hint = (
+                (
+                    " (the default mlearn sets live in ../shared/data/mlearn/ beside the "
+                    "repository; pass --source/--target)"
+                )
+                if MLEARN in Path(path).parents
+                else ""
+            )
+            raise ValueError(f"data file {str(path)!r} does not exist{hint}")
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from ase_gnnp.workflows.transfer import plot_transfer, transfer_study
+
+    _check_data(args.source, args.target)
+    scratch, finetune = _study_configs(args)
+    report = transfer_study(args.source, args.target, args.out, model=args.model,
+                            source_config=scratch, finetune_config=finetune,
+                            n_reference=args.n_reference, sizes=args.sizes, steps=args.steps,
+                            seed=args.seed, progress=not args.json)  # fmt: skip
+    (args.out / "transfer.json").write_text(json.dumps(report, indent=2))
+    plot_transfer(report, args.out / "transfer.png")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    src, tgt = "+".join(report["elements"]["source"]), "+".join(report["elements"]["target"])
+    print(f"transfer {src} -> {tgt} (new elements: {', '.join(report['elements']['new']) or 'none'}"
+          f"; {report['settings']['n_target_test']} target test structures)")  # fmt: skip
+    print(f"  force MAE in domain  {1000 * report['in_domain']['force_mae']:7.1f} meV/Å")
+    print(f"  force MAE zero-shot  {1000 * report['zero_shot']['force_mae']:7.1f} meV/Å "
+          f"(growth x{report['force_growth']:.2f})")  # fmt: skip
+    refit = report["reference_refit"]
+    print(f"  energy MAE zero-shot {1000 * report['zero_shot']['energy_mae_per_atom']:7.1f} "
+          f"meV/atom raw, {1000 * refit['energy_mae_per_atom']:.1f} after refitting "
+          f"{', '.join(refit['references']) or 'no'} reference energies on "
+          f"{refit['n_structures']} structures")  # fmt: skip
+    for row in report["finetune"]:
+        print(f"  fine-tuned on N={row['n']:<4d} force {1000 * row['target']['force_mae']:7.1f} "
+              f"meV/Å, energy {1000 * row['target']['energy_mae_per_atom']:6.1f} meV/atom; "
+              f"{src} force after: {1000 * row['source']['force_mae']:.1f} meV/Å")  # fmt: skip
+    print(f"wrote {args.out / 'transfer.json'} and {args.out / 'transfer.png'}")
+    return 0
+
+
+def _sample_efficiency(args: argparse.Namespace) -> int:
+    from ase_gnnp.workflows.sample_efficiency import (
+        plot_sample_efficiency,
+        sample_efficiency_study,
+    )
+
+    _check_data(args.target)
+    scratch, finetune = _study_configs(args)
+    report = sample_efficiency_study(args.model, args.target, args.out, sizes=args.sizes,
+                                     finetune_config=finetune, scratch_config=scratch,
+                                     steps=args.steps, seed=args.seed,
+                                     pool_size=args.pool_size,
+                                     progress=not args.json)  # fmt: skip
+    (args.out / "sample_efficiency.json").write_text(json.dumps(report, indent=2))
+    plot_sample_efficiency(report, args.out / "sample_efficiency.png")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    if report["target_in_source"]:
+        print(f"warning: {report['target_in_source']} were in the pretraining data")
+    print(f"{'N':>5} {'force MAE meV/Å':>24} {'energy MAE meV/atom':>24}")
+    print(f"{'':>5} {'fine-tuned':>11} {'scratch':>12} {'fine-tuned':>11} {'scratch':>12}")
+    for ft, sc in zip(report["finetune"], report["scratch"]):
+        print(f"{ft['n']:5d} {1000 * ft['force_mae']:11.1f} {1000 * sc['force_mae']:12.1f} "
+              f"{1000 * ft['energy_mae_per_atom']:11.1f} "
+              f"{1000 * sc['energy_mae_per_atom']:12.1f}")  # fmt: skip
+    for name, label in (("reduction_force", "force"), ("reduction_energy", "energy")):
+        text = ", ".join(
+            f"N={r['n']}: x{r['factor']:.1f}{' (extrapolated)' if r['extrapolated'] else ''}"
+            if r["factor"] is not None
+            else f"N={r['n']}: n/a"
+            for r in report[name]
+        )
+        print(f"data reduction at equal {label} error: {text}")
+    print(f"wrote {args.out / 'sample_efficiency.json'} and {args.out / 'sample_efficiency.png'}")
+    return 0
 
 
 def _calculator(args: argparse.Namespace):
@@ -125,6 +271,10 @@ def run(args: argparse.Namespace) -> int:
     setup_threads(args.threads)
     if args.report == "fairness":
         return _fairness(args)
+    if args.report == "transfer":
+        return _transfer(args)
+    if args.report == "sample-efficiency":
+        return _sample_efficiency(args)
     paths = [args.out.with_suffix(".json"), args.out.with_suffix(".png")]
     existing = [str(p) for p in paths if p.exists()]
     if existing:

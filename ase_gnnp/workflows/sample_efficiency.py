@@ -1,0 +1,168 @@
+"""Sample efficiency of pretraining: target error against the number of target structures,
+fine-tuned from a pretrained model against trained from scratch, and the data reduction
+factor at equal error."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from ase_gnnp.checkpoint import load_model, resolve_model_path
+from ase_gnnp.data import read_structures
+from ase_gnnp.train import TrainConfig
+from ase_gnnp.workflows.transfer import error_figures, split_target, train_run
+
+__all__ = ["plot_sample_efficiency", "reduction_factors", "sample_efficiency_study"]
+
+
+def _power_law(n: np.ndarray, err: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``log err = log a - b log n``; returns ``(a, b)``."""
+    slope, intercept = np.polyfit(np.log(n), np.log(err), 1)
+    return float(np.exp(intercept)), float(-slope)
+
+
+def reduction_factors(
+    sizes: Sequence[int], scratch: Sequence[float], tuned: Sequence[float]
+) -> list[dict]:
+    """Data reduction factor at equal error, for each fine-tuned point.
+
+    For the fine-tuned error ``e`` at ``n`` structures, ``n_scratch`` is the size at which
+    the from-scratch learning curve reaches ``e``: interpolated linearly in log-log
+    between measured points, or, outside their range, from a power law
+    ``err = a n^-b`` fitted to all scratch points (``"extrapolated": True``; ``None`` when
+    the scratch curve does not decrease). The factor is ``n_scratch / n``.
+    """
+    n = np.asarray(sizes, dtype=float)
+    s = np.asarray(scratch, dtype=float)
+    a, b = _power_law(n, s) if len(n) > 1 else (float(s[0]), 0.0)
+    rows = []
+    for size, e in zip(n, tuned):
+        n_star, extrapolated = None, False
+        for k in range(len(n) - 1):  # a crossing between two measured points
+            lo, hi = sorted((s[k], s[k + 1]))
+            if lo <= e <= hi and s[k] != s[k + 1]:
+                t = (np.log(e) - np.log(s[k])) / (np.log(s[k + 1]) - np.log(s[k]))
+                n_star = float(np.exp(np.log(n[k]) + t * (np.log(n[k + 1]) - np.log(n[k]))))
+                break
+        if n_star is None and b > 0:
+            n_star, extrapolated = float((a / e) ** (1 / b)), True
+        rows.append({"n": int(size), "error": float(e), "n_scratch": n_star,
+                     "factor": None if n_star is None else n_star / size,
+                     "extrapolated": extrapolated})  # fmt: skip
+    return rows
+
+
+def sample_efficiency_study(
+    pretrained: str | Path,
+    target: str | Path,
+    out: str | Path,
+    sizes: Sequence[int] = (10, 25, 50, 100, 200),
+    finetune_config: TrainConfig | None = None,
+    scratch_config: TrainConfig | None = None,
+    steps: int = 300,
+    seed: int = 0,
+    pool_size: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune ``pretrained`` and train its architecture from scratch on the first ``N``
+    of the shuffled ``target`` structures, for each ``N`` in ``sizes``, with the same
+    number of optimizer steps; measure both on the same held-out target structures.
+
+    Runs live in ``out/finetune_N`` and ``out/scratch_N`` and are reused or resumed. The
+    first ``pool_size`` (default ``max(sizes)``) shuffled structures are the training pool,
+    the rest the test set: studies of subsets of ``sizes`` with the same ``pool_size`` and
+    ``seed`` share their split, so they can run side by side and be gathered afterwards.
+
+    Returns
+    -------
+    dict
+        ``sizes``; ``finetune`` and ``scratch``: per ``N`` error figures on the target test
+        set (``force_mae`` eV/Å, ``energy_mae_per_atom`` eV/atom ...);
+        ``reduction_force`` / ``reduction_energy``: :func:`reduction_factors` rows;
+        ``target_in_source``: target elements the pretrained model had fitted (a
+        sample-efficiency claim needs them absent); settings.
+    """
+    out = Path(out)
+    ft = (finetune_config or TrainConfig(freeze="equivariant")).updated(seed=seed)
+    frames = read_structures(target, ft.keys, ["energy", "forces"])
+    sizes = sorted({int(n) for n in sizes})
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"training sizes must be positive integers, got {sizes}")
+    pool_size = max(sizes) if pool_size is None else int(pool_size)
+    if pool_size < max(sizes):
+        raise ValueError(f"pool_size {pool_size} is smaller than the largest size {max(sizes)}")
+    split = split_target(frames, pool_size, seed)
+    model_path = resolve_model_path(pretrained)
+    base = load_model(model_path)
+    scratch = (scratch_config or ft.updated(freeze="none")).updated(
+        model=base.config, seed=seed, freeze="none"
+    )
+    fitted = {chemical_symbols[z] for z in base.fitted_elements.nonzero().flatten().tolist()}
+    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    report = {
+        "pretrained": str(model_path),
+        "target": str(target),
+        "elements": elements,
+        "target_in_source": sorted(set(elements) & fitted),
+        "sizes": sizes,
+        "settings": {
+            "steps": steps,
+            "seed": seed,
+            "freeze": ft.freeze,
+            "lr_finetune": ft.lr,
+            "lr_scratch": scratch.lr,
+            "n_test": len(split.test),
+        },  # fmt: skip
+        "finetune": [],
+        "scratch": [],
+    }
+    for n in sizes:
+        for label, config, init in (("finetune", ft, model_path), ("scratch", scratch, None)):
+            path = train_run(config, split.pool[:n], out / f"{label}_{n}", init_from=init,
+                             steps=steps, progress=progress)  # fmt: skip
+            report[label].append({"n": n, **error_figures(load_model(path), split.test, ft.keys)})
+    for key, name in (
+        ("force_mae", "reduction_force"),
+        ("energy_mae_per_atom", "reduction_energy"),
+    ):
+        report[name] = reduction_factors(sizes, [r[key] for r in report["scratch"]],
+                                         [r[key] for r in report["finetune"]])  # fmt: skip
+    return report
+
+
+def plot_sample_efficiency(report: dict, path: str | Path) -> Path:
+    """Learning curves (force and energy error against N, log-log), fine-tuned and scratch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, unit, name in (
+        (axes[0], "force_mae", "force MAE (meV/Å)", "reduction_force"),
+        (axes[1], "energy_mae_per_atom", "energy MAE (meV/atom)", "reduction_energy"),
+    ):
+        for label, style in (("finetune", "o-"), ("scratch", "s--")):
+            rows = report[label]
+            text = "fine-tuned from pretrained" if label == "finetune" else "from scratch"
+            ax.plot([r["n"] for r in rows], [1000 * r[key] for r in rows], style, label=text)
+        for r in report[name]:
+            if r["factor"] is not None:
+                ax.annotate(f"×{r['factor']:.0f}{'*' if r['extrapolated'] else ''}",
+                            (r["n"], 1000 * r["error"]), textcoords="offset points",
+                            xytext=(4, -12), fontsize=7)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("target training structures N")
+        ax.set_ylabel(unit)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"sample efficiency on {'+'.join(report['elements'])} "
+                 f"({report['settings']['n_test']} test structures; ×: data reduction at "
+                 f"equal error, *: extrapolated)", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
