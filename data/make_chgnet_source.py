@@ -1,11 +1,12 @@
 """Generate a diverse multi-element pretraining set labelled by CHGNet.
 
-CHGNet (v0.3.0 weights, shipped with the ``chgnet`` pip package; ``pip install chgnet``)
-stands in for PBE here: it was trained on Materials Project PBE(+U) relaxations and is
-**softer than PBE** (force slope 0.6-0.8 against mlearn PBE on Si, wrong sign of the Si-Ge
-mixing energy, unreliable for magnetic Fe), so this set is for pretraining only, never for
-physical claims. Ge and Mo are left out on purpose: they are the fine-tuning targets of
-the sample-efficiency and transfer studies (mlearn PBE sets).
+CHGNet (v0.3.0 weights, shipped with the ``chgnet`` pip package:
+``pip install -e .[pretrain-data]``) stands in for PBE here: it was trained on Materials
+Project PBE(+U) relaxations and is **softer than PBE** (force slope 0.6-0.8 against
+mlearn PBE on Si, wrong sign of the Si-Ge mixing energy, unreliable for magnetic Fe), so
+this set is for pretraining only, never for physical claims. Ge and Mo are left out on
+purpose: they are the fine-tuning targets of the sample-efficiency and transfer studies
+(mlearn PBE sets).
 
 Prototypes (``PROTOTYPES``, 169 of them over 51 elements): elements in fcc, bcc and hcp
 (metals) or diamond (C, Si, Sn); rocksalt, CsCl, zincblende, fluorite/antifluorite, L1_2
@@ -125,7 +126,9 @@ def teacher():
     try:
         from chgnet.model.dynamics import CHGNetCalculator
     except ImportError:
-        raise SystemExit("this generator needs CHGNet: pip install chgnet") from None
+        raise SystemExit(
+            "this generator needs CHGNet: pip install -e .[pretrain-data] (or chgnet)"
+        ) from None
     return CHGNetCalculator(use_device="cpu")
 
 

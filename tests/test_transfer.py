@@ -182,6 +182,13 @@ def test_sample_efficiency_study_and_cli(sets, tmp_path, capsys):
                                    progress=False)  # fmt: skip
     assert part["finetune"][0] == report["finetune"][0]
     assert mtimes == {p: p.stat().st_mtime for p in out.glob("*/model.pt")}
+    only = sample_efficiency_study(pretrained, target, out, sizes=[2, 4], finetune_config=ft,
+                                   scratch_config=_config(), steps=4, kinds=["scratch"],
+                                   progress=False)  # fmt: skip
+    assert only["finetune"] == [] and only["scratch"] == report["scratch"]
+    assert only["reduction_force"] == []
+    with pytest.raises(ValueError, match="kinds must be"):
+        sample_efficiency_study(pretrained, target, out, sizes=[2], kinds=["both"])
     with pytest.raises(ValueError, match="pool_size 1 is smaller"):
         sample_efficiency_study(pretrained, target, out, sizes=[2], pool_size=1)
     scratch = load_model(out / "scratch_4/model.pt")
@@ -203,6 +210,8 @@ def test_sample_efficiency_study_and_cli(sets, tmp_path, capsys):
     # runs asked with other options are not silently reused
     assert main([*args, "--finetune-lr", "3e-3"]) == 2
     assert "lr: 0.001 there, 0.003 now" in capsys.readouterr().err
+    assert main([*args, "--finetune-lr", "1e-3", "--runs", "scratch"]) == 0
+    assert "data reduction" not in capsys.readouterr().out
     assert main([*args, "--finetune-lr", "1e-3"]) == 0
     text = capsys.readouterr().out
     assert "data reduction at equal force error" in text

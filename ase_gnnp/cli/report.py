@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     efficiency.add_argument("--pool-size", type=int, help="target structures kept for "
                             "training (default: the largest size; the rest is the test "
                             "set); equal pool sizes share the split")  # fmt: skip
+    efficiency.add_argument("--runs", nargs="+", choices=("finetune", "scratch"),
+                            default=["finetune", "scratch"], help="train only these kinds "
+                            "(to run them side by side; gather with both)")  # fmt: skip
     _study_options(efficiency, "sample_efficiency")
 
     fair = sub.add_parser("fairness", help="per-element errors with and without inverse "
@@ -183,7 +186,7 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
     report = sample_efficiency_study(args.model, args.target, args.out, sizes=args.sizes,
                                      finetune_config=finetune, scratch_config=scratch,
                                      steps=args.steps, seed=args.seed,
-                                     pool_size=args.pool_size,
+                                     pool_size=args.pool_size, kinds=args.runs,
                                      progress=not args.json)  # fmt: skip
     (args.out / "sample_efficiency.json").write_text(json.dumps(report, indent=2))
     plot_sample_efficiency(report, args.out / "sample_efficiency.png")
@@ -194,11 +197,19 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
         print(f"warning: {report['target_in_source']} were in the pretraining data")
     print(f"{'N':>5} {'force MAE meV/Å':>24} {'energy MAE meV/atom':>24}")
     print(f"{'':>5} {'fine-tuned':>11} {'scratch':>12} {'fine-tuned':>11} {'scratch':>12}")
-    for ft, sc in zip(report["finetune"], report["scratch"]):
-        print(f"{ft['n']:5d} {1000 * ft['force_mae']:11.1f} {1000 * sc['force_mae']:12.1f} "
-              f"{1000 * ft['energy_mae_per_atom']:11.1f} "
-              f"{1000 * sc['energy_mae_per_atom']:12.1f}")  # fmt: skip
+    rows = {label: {r["n"]: r for r in report[label]} for label in ("finetune", "scratch")}
+
+    def cell(label: str, n: int, key: str, width: int) -> str:
+        row = rows[label].get(n)
+        return f"{1000 * row[key]:{width}.1f}" if row else f"{'-':>{width}}"
+
+    for n in report["sizes"]:
+        print(f"{n:5d} {cell('finetune', n, 'force_mae', 11)} {cell('scratch', n, 'force_mae', 12)}"
+              f" {cell('finetune', n, 'energy_mae_per_atom', 11)}"
+              f" {cell('scratch', n, 'energy_mae_per_atom', 12)}")  # fmt: skip
     for name, label in (("reduction_force", "force"), ("reduction_energy", "energy")):
+        if not report[name]:
+            continue
         text = ", ".join(
             f"N={r['n']}: x{r['factor']:.1f}{' (extrapolated)' if r['extrapolated'] else ''}"
             if r["factor"] is not None

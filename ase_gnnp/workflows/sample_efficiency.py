@@ -65,6 +65,7 @@ def sample_efficiency_study(
     steps: int = 300,
     seed: int = 0,
     pool_size: int | None = None,
+    kinds: Sequence[str] = ("finetune", "scratch"),
     progress: bool = True,
 ) -> dict:
     """Fine-tune ``pretrained`` and train its architecture from scratch on the first ``N``
@@ -74,7 +75,9 @@ def sample_efficiency_study(
     Runs live in ``out/finetune_N`` and ``out/scratch_N`` and are reused or resumed. The
     first ``pool_size`` (default ``max(sizes)``) shuffled structures are the training pool,
     the rest the test set: studies of subsets of ``sizes`` with the same ``pool_size`` and
-    ``seed`` share their split, so they can run side by side and be gathered afterwards.
+    ``seed`` share their split, so they can run side by side and be gathered afterwards;
+    ``kinds`` (``"finetune"``, ``"scratch"``) restricts a call to one kind of run (the
+    reduction factors need both).
 
     Returns
     -------
@@ -86,6 +89,9 @@ def sample_efficiency_study(
         sample-efficiency claim needs them absent); settings.
     """
     out = Path(out)
+    bad = sorted(set(kinds) - {"finetune", "scratch"})
+    if bad or not kinds:
+        raise ValueError(f"kinds must be 'finetune' and/or 'scratch', got {list(kinds)}")
     ft = (finetune_config or TrainConfig(freeze="equivariant")).updated(seed=seed)
     frames = read_structures(target, ft.keys, ["energy", "forces"])
     sizes = sorted({int(n) for n in sizes})
@@ -114,6 +120,7 @@ def sample_efficiency_study(
             "freeze": ft.freeze,
             "lr_finetune": ft.lr,
             "lr_scratch": scratch.lr,
+            "pool_size": pool_size,
             "n_test": len(split.test),
         },  # fmt: skip
         "finetune": [],
@@ -121,6 +128,8 @@ def sample_efficiency_study(
     }
     for n in sizes:
         for label, config, init in (("finetune", ft, model_path), ("scratch", scratch, None)):
+            if label not in kinds:
+                continue
             path = train_run(config, split.pool[:n], out / f"{label}_{n}", init_from=init,
                              steps=steps, progress=progress)  # fmt: skip
             report[label].append({"n": n, **error_figures(load_model(path), split.test, ft.keys)})
@@ -128,6 +137,9 @@ def sample_efficiency_study(
         ("force_mae", "reduction_force"),
         ("energy_mae_per_atom", "reduction_energy"),
     ):
+        if not (report["scratch"] and report["finetune"]):
+            report[name] = []
+            continue
         report[name] = reduction_factors(sizes, [r[key] for r in report["scratch"]],
                                          [r[key] for r in report["finetune"]])  # fmt: skip
     return report
@@ -147,6 +159,8 @@ def plot_sample_efficiency(report: dict, path: str | Path) -> Path:
     ):
         for label, style in (("finetune", "o-"), ("scratch", "s--")):
             rows = report[label]
+            if not rows:
+                continue
             text = "fine-tuned from pretrained" if label == "finetune" else "from scratch"
             ax.plot([r["n"] for r in rows], [1000 * r[key] for r in rows], style, label=text)
         for r in report[name]:
