@@ -124,12 +124,13 @@ PROTOTYPES: list[tuple[str, str]] = [(f, m) for m in METALS for f in ("fcc", "bc
 @functools.cache
 def teacher():
     try:
+        from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
     except ImportError:
         raise SystemExit(
             "this generator needs CHGNet: pip install -e .[pretrain-data] (or chgnet)"
         ) from None
-    return CHGNetCalculator(use_device="cpu")
+    return CHGNetCalculator(CHGNet.load(model_name="0.3.0", verbose=False), use_device="cpu")
 
 
 @functools.cache

@@ -96,17 +96,73 @@ def test_split_target_is_nested_and_disjoint():
         split_target(frames, 7)
 
 
-def test_reduction_factors_on_a_power_law():
+def test_reduction_factors():
     sizes = [10, 20, 40, 80, 160]
     scratch = [n**-0.5 for n in sizes]
     tuned = [(10 * n) ** -0.5 for n in sizes]  # what scratch reaches with 10x the data
     rows = reduction_factors(sizes, scratch, tuned)
-    assert [r["factor"] for r in rows] == pytest.approx([10.0] * 5)
-    assert [r["extrapolated"] for r in rows] == [False, True, True, True, True]
-    flat = reduction_factors([10, 20], [0.1, 0.1], [0.05, 0.05])
-    assert [r["factor"] for r in flat] == [None, None]
-    worse = reduction_factors(sizes, scratch, [2 * s for s in scratch])
-    assert all(r["factor"] < 1 for r in worse)
+    # inside the range, then continued up to 4x beyond it (640), then only a bound
+    assert [r["factor"] for r in rows] == pytest.approx([10, 10, 10, None, None])
+    assert [r["extrapolated"] for r in rows] == [False, True, True, False, False]
+    assert [r["at_least"] for r in rows] == [None, 8.0, 4.0, 2.0, 1.0]
+    # log-log interpolation between two points of a curve that is no power law overall
+    rows = reduction_factors([10, 100, 1000], [1.0, 0.1, 0.09], [0.1**0.5, 0.095, 0.095])
+    assert rows[0]["factor"] == pytest.approx(10**0.5) and not rows[0]["extrapolated"]
+    assert rows[1]["n_scratch"] == pytest.approx(10 ** (2 + np.log(0.095 / 0.1) / np.log(0.9)))
+    # a nearly flat scratch curve: no overflow, no made-up factor, only the bound
+    flat = reduction_factors([10, 20, 40], [0.1, 0.0999, 0.0998], [0.01] * 3)
+    assert [r["factor"] for r in flat] == [None] * 3
+    assert [r["at_least"] for r in flat] == [4.0, 2.0, 1.0]
+    worse = reduction_factors(sizes, scratch, [1.2 * v for v in scratch])
+    assert all(r["factor"] < 1 for r in worse[1:])
+    with pytest.raises(ValueError, match="one entry per size"):
+        reduction_factors([10, 20], [0.1], [0.1, 0.1])
+    with pytest.raises(ValueError, match="fine-tuned errors must be finite and positive"):
+        reduction_factors([10, 20], [0.2, 0.1], [0.0, 0.1])
+
+
+def test_refit_skips_new_elements_without_energies():
+    model = GNNPModel(TINY).double()
+    atoms = bulk("Au", "fcc", a=4.08, cubic=True)
+    atoms.calc = SinglePointCalculator(atoms, forces=np.zeros((4, 3)))
+    graph = labelled_graph(atoms, TINY.cutoff, dtype=torch.float64)
+    assert refit_new_references(model, [graph]) == {}
+    assert not bool(model.fitted_elements[79])
+
+
+def test_train_run_steps_and_requests(sets, tmp_path):
+    from ase.io import read
+
+    from ase_gnnp.workflows.transfer import train_run
+
+    frames = read(sets[1], ":")
+    config = _config(batch_size=4)
+    # 5 structures in batches of 4 make 2 steps per epoch: 10 steps are 5 epochs
+    train_run(config, frames[:5], tmp_path / "a", steps=10, progress=False)
+    assert TrainConfig.from_yaml(tmp_path / "a/config.yaml").epochs == 5
+    with pytest.raises(ValueError, match="other training structures"):
+        train_run(config, frames[1:6], tmp_path / "a", steps=10, progress=False)
+    with pytest.raises(ValueError, match="other training options"):
+        train_run(config, frames[:5], tmp_path / "a", steps=20, progress=False)
+    with pytest.raises(ValueError, match="val_data must be unset"):
+        train_run(config.updated(val_data="x.extxyz"), frames, tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        train_run(config, frames, tmp_path / "b", steps=0, progress=False)
+    # fine-tuning runs remember their starting model
+    train_run(config, frames[:2], tmp_path / "c", init_from=tmp_path / "a/model.pt", steps=1,
+              progress=False)  # fmt: skip
+    other = load_model(tmp_path / "a/model.pt")
+    with torch.no_grad():
+        other.scale.mul_(2)
+    save_model(other, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other starting model"):
+        train_run(config, frames[:2], tmp_path / "c", init_from=tmp_path / "other.pt", steps=1,
+                  progress=False)  # fmt: skip
+    # a killed run (state saved, no run.json) resumes instead of starting afresh
+    (tmp_path / "c/run.json").unlink()
+    train_run(config, frames[:2], tmp_path / "c", init_from=tmp_path / "a/model.pt", steps=1,
+              progress=False)  # fmt: skip
+    assert (tmp_path / "c/run.json").is_file()
 
 
 @pytest.mark.slow
@@ -125,6 +181,14 @@ def test_transfer_study_and_cli(sets, tmp_path, capsys):
     assert [r["n"] for r in report["finetune"]] == [2, 4]
     runs = sorted(p.name for p in out.iterdir())
     assert runs == ["finetune_2", "finetune_4", "source"]
+    # the source model never saw its in-domain test structures
+    from ase.io import read
+
+    trained = read(out / "source/train.extxyz", ":")
+    assert len(trained) + report["settings"]["n_source_test"] == 12
+    held = {a.positions.tobytes() for a in read(source, ":")} - {
+        a.positions.tobytes() for a in trained}  # fmt: skip
+    assert len(held) == report["settings"]["n_source_test"]
     # fine-tuning kept the frozen equivariant layers of the source model
     parent, child = load_model(out / "source/model.pt"), load_model(out / "finetune_4/model.pt")
     frozen = [k for k in parent.state_dict() if k.startswith("layers.0.")]
@@ -136,9 +200,18 @@ def test_transfer_study_and_cli(sets, tmp_path, capsys):
     assert transfer_study(source, target, out, **kwargs) == report
     assert mtimes == {p: p.stat().st_mtime for p in out.glob("*/model.pt")}
     # with a given model, --source is its test set as a whole
+    no_source = {k: v for k, v in kwargs.items() if k != "source_config"}
     given = transfer_study(source, target, tmp_path / "given", model=out / "source/model.pt",
-                           **kwargs)  # fmt: skip
+                           **no_source)  # fmt: skip
     assert given["settings"]["n_source_test"] == 12 and not (tmp_path / "given/source").exists()
+    with pytest.raises(ValueError, match="either a source model or source_config"):
+        transfer_study(source, target, tmp_path / "x", model=out / "source/model.pt",
+                       **kwargs)  # fmt: skip
+    with pytest.raises(ValueError, match="is the training data of"):
+        transfer_study(out / "source/train.extxyz", target, tmp_path / "x",
+                       model=out / "source/model.pt", **no_source)  # fmt: skip
+    with pytest.raises(ValueError, match="source_test_fraction must be in"):
+        transfer_study(source, target, out, source_test_fraction=0.0, **kwargs)
     # the command line
     config = tmp_path / "base.yaml"
     _config().to_yaml(config)

@@ -213,6 +213,8 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
         text = ", ".join(
             f"N={r['n']}: x{r['factor']:.1f}{' (extrapolated)' if r['extrapolated'] else ''}"
             if r["factor"] is not None
+            else f"N={r['n']}: at least x{r['at_least']:.1f}"
+            if r["at_least"] is not None
             else f"N={r['n']}: n/a"
             for r in report[name]
         )

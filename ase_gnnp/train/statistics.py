@@ -128,7 +128,8 @@ def refit_new_references(model: GNNPModel, graphs: Sequence[Data]) -> dict[int, 
     Returns
     -------
     dict
-        Atomic number → reference energy (eV) of every element in ``graphs``.
+        Atomic number → reference energy (eV) of every fitted element in ``graphs`` (a new
+        element found only in structures without an energy label stays unfitted).
     """
     graphs = list(graphs)
     ref = model.atomic_reference.detach().cpu()
@@ -143,6 +144,8 @@ def refit_new_references(model: GNNPModel, graphs: Sequence[Data]) -> dict[int, 
     delta = fit_atomic_reference(graphs, dict.fromkeys(known, 0.0), offsets)
     with torch.no_grad():
         for z in new:
-            model.atomic_reference[z] = delta[z]
-            model.fitted_elements[z] = True
-    return {z: float(model.atomic_reference[z]) for z in sorted(present)}
+            if z in delta:  # elements only in structures without energies stay unfitted
+                model.atomic_reference[z] = delta[z]
+                model.fitted_elements[z] = True
+    fitted = set(known) | (set(new) & set(delta))
+    return {z: float(model.atomic_reference[z]) for z in sorted(present & fitted)}

@@ -4,6 +4,8 @@ factor at equal error."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,10 +20,10 @@ from ase_gnnp.workflows.transfer import error_figures, split_target, train_run
 __all__ = ["plot_sample_efficiency", "reduction_factors", "sample_efficiency_study"]
 
 
-def _power_law(n: np.ndarray, err: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``log err = log a - b log n``; returns ``(a, b)``."""
-    slope, intercept = np.polyfit(np.log(n), np.log(err), 1)
-    return float(np.exp(intercept)), float(-slope)
+#: the extrapolated size may lie at most this factor beyond the measured range
+MAX_EXTRAPOLATION = 4.0
+#: a scratch curve flatter than err ∝ N^-MIN_SLOPE gives no extrapolation
+MIN_SLOPE = 0.05
 
 
 def reduction_factors(
@@ -30,28 +32,53 @@ def reduction_factors(
     """Data reduction factor at equal error, for each fine-tuned point.
 
     For the fine-tuned error ``e`` at ``n`` structures, ``n_scratch`` is the size at which
-    the from-scratch learning curve reaches ``e``: interpolated linearly in log-log
-    between measured points, or, outside their range, from a power law
-    ``err = a n^-b`` fitted to all scratch points (``"extrapolated": True``; ``None`` when
-    the scratch curve does not decrease). The factor is ``n_scratch / n``.
+    the from-scratch learning curve reaches ``e``, interpolated linearly in log-log
+    between measured points. Outside the measured range the curve is continued from its
+    end point with the slope ``b`` of a power law ``err ∝ N^-b`` fitted to all scratch
+    points (``"extrapolated": True``), but only up to ``MAX_EXTRAPOLATION`` times beyond
+    the range and for ``b >= MIN_SLOPE``; otherwise ``n_scratch`` is ``None`` and
+    ``"at_least"`` gives the bound ``max(sizes) / n`` when the fine-tuned error is below
+    every scratch error. ``factor = n_scratch / n``.
+
+    Raises
+    ------
+    ValueError
+        If the lists differ in length, or an error or size is not finite and positive.
     """
     n = np.asarray(sizes, dtype=float)
     s = np.asarray(scratch, dtype=float)
-    a, b = _power_law(n, s) if len(n) > 1 else (float(s[0]), 0.0)
+    e_all = np.asarray(tuned, dtype=float)
+    if not len(n) == len(s) == len(e_all) or len(n) == 0:
+        raise ValueError(
+            f"sizes, scratch and tuned errors must have one entry per size, got "
+            f"{len(n)}, {len(s)} and {len(e_all)}"
+        )
+    for name, values in (("sizes", n), ("scratch errors", s), ("fine-tuned errors", e_all)):
+        if not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError(f"{name} must be finite and positive, got {values.tolist()}")
+    order = np.argsort(n)
+    ln, ls = np.log(n[order]), np.log(s[order])
+    slope = -np.polyfit(ln, ls, 1)[0] if len(ln) > 1 else 0.0
     rows = []
-    for size, e in zip(n, tuned):
+    for size, e in zip(n, e_all):
+        le = np.log(e)
         n_star, extrapolated = None, False
-        for k in range(len(n) - 1):  # a crossing between two measured points
-            lo, hi = sorted((s[k], s[k + 1]))
-            if lo <= e <= hi and s[k] != s[k + 1]:
-                t = (np.log(e) - np.log(s[k])) / (np.log(s[k + 1]) - np.log(s[k]))
-                n_star = float(np.exp(np.log(n[k]) + t * (np.log(n[k + 1]) - np.log(n[k]))))
+        for k in range(len(ln) - 1):  # a crossing between two measured points
+            lo, hi = sorted((ls[k], ls[k + 1]))
+            if lo <= le <= hi and ls[k] != ls[k + 1]:
+                w = (le - ls[k]) / (ls[k + 1] - ls[k])
+                n_star = float(np.exp(ln[k] + w * (ln[k + 1] - ln[k])))
                 break
-        if n_star is None and b > 0:
-            n_star, extrapolated = float((a / e) ** (1 / b)), True
+        if n_star is None and slope >= MIN_SLOPE and len(ln) > 1:
+            end = -1 if le < ls[-1] else 0  # continue from the nearer end of the curve
+            guess = float(np.exp(ln[end] + (ls[end] - le) / slope))
+            lo_n, hi_n = np.exp(ln[0]) / MAX_EXTRAPOLATION, np.exp(ln[-1]) * MAX_EXTRAPOLATION
+            if lo_n <= guess <= hi_n:
+                n_star, extrapolated = guess, True
+        at_least = float(n.max() / size) if le < ls.min() else None
         rows.append({"n": int(size), "error": float(e), "n_scratch": n_star,
                      "factor": None if n_star is None else n_star / size,
-                     "extrapolated": extrapolated})  # fmt: skip
+                     "extrapolated": extrapolated, "at_least": at_least})  # fmt: skip
     return rows
 
 
@@ -132,7 +159,11 @@ def sample_efficiency_study(
                 continue
             path = train_run(config, split.pool[:n], out / f"{label}_{n}", init_from=init,
                              steps=steps, progress=progress)  # fmt: skip
-            report[label].append({"n": n, **error_figures(load_model(path), split.test, ft.keys)})
+            run = json.loads((path.parent / "run.json").read_text())
+            steps_done = run["epochs"] * math.ceil(n / config.batch_size)
+            figures = error_figures(load_model(path), split.test, ft.keys)
+            report[label].append({"n": n, "epochs": run["epochs"],
+                                  "optimizer_steps": steps_done, **figures})  # fmt: skip
     for key, name in (
         ("force_mae", "reduction_force"),
         ("energy_mae_per_atom", "reduction_energy"),
@@ -165,9 +196,12 @@ def plot_sample_efficiency(report: dict, path: str | Path) -> Path:
             ax.plot([r["n"] for r in rows], [1000 * r[key] for r in rows], style, label=text)
         for r in report[name]:
             if r["factor"] is not None:
-                ax.annotate(f"×{r['factor']:.0f}{'*' if r['extrapolated'] else ''}",
+                ax.annotate(f"×{r['factor']:.2g}{'*' if r['extrapolated'] else ''}",
                             (r["n"], 1000 * r["error"]), textcoords="offset points",
                             xytext=(4, -12), fontsize=7)  # fmt: skip
+            elif r["at_least"] is not None:
+                ax.annotate(f"≥×{r['at_least']:.2g}", (r["n"], 1000 * r["error"]),
+                            textcoords="offset points", xytext=(4, -12), fontsize=7)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("target training structures N")

@@ -8,8 +8,11 @@ resumed) also serve :mod:`ase_gnnp.workflows.sample_efficiency`.
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,41 +96,82 @@ def refit_references(
     return model, {chemical_symbols[z]: e for z, e in refs.items() if z not in known}
 
 
+def _fingerprint(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def train_run(
     config: TrainConfig,
     frames: Sequence[Atoms],
     out: str | Path,
     init_from: str | Path | None = None,
     steps: int | None = None,
+    hold_out: bool = False,
     progress: bool = True,
 ) -> Path:
     """Train (or fine-tune from ``init_from``) on ``frames``; reuse a finished run in
     ``out`` and resume a killed one. Returns the path of the best model.
 
-    With ``steps``, the run lasts ``ceil(steps * batch_size / len(frames))`` epochs, so
-    runs on sets of different sizes get the same number of optimizer steps; with
-    ``config.val_data`` unset the training set itself selects the best weights (a few
-    structures leave nothing to hold out).
+    A run in ``out`` is reused or resumed only for the same request: the same training
+    options (:func:`_check_same_options`), the same structures and the same starting
+    model (their SHA-256 are kept in ``out/request.json``); anything else is a
+    ``ValueError``, never a silently mixed study.
+
+    With ``steps``, the run lasts ``ceil(steps / ceil(N / batch_size))`` epochs, so runs
+    on sets of different sizes ``N`` get (at least, and nearly exactly) the same number of
+    optimizer steps. With ``hold_out`` the trainer holds out ``config.val_fraction`` of
+    ``frames`` to select the best weights; without it the training set itself does (a
+    few structures leave nothing to hold out).
     """
     out = Path(out)
+    if config.val_data:
+        raise ValueError(
+            f"the study chooses the validation data; val_data must be unset, got "
+            f"{config.val_data!r}"
+        )
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     data = out / "train.extxyz"
     changes = {"data": str(data), "out": str(out)}
     if steps is not None:
-        changes["epochs"] = max(1, math.ceil(steps * config.batch_size / len(frames)))
-    if not config.val_data:
+        batches = math.ceil(len(frames) / config.batch_size)
+        changes["epochs"] = max(1, math.ceil(steps / batches))
+    if not hold_out:
         changes["val_data"] = str(data)
     config = config.updated(**changes)
+    buffer = io.StringIO()
+    write(buffer, list(frames), format="extxyz")
+    text = buffer.getvalue()
+    request = {
+        "frames_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "init_from": None if init_from is None else str(Path(init_from).resolve()),
+        "init_sha256": None if init_from is None else _fingerprint(init_from),
+    }
     _check_same_options(config, out, init_from is not None)
+    saved = out / "request.json"
+    if saved.is_file():
+        old = json.loads(saved.read_text())
+        diff = [k for k in ("frames_sha256", "init_sha256") if old.get(k) != request[k]]
+        if diff:
+            what = {"frames_sha256": "training structures", "init_sha256": "starting model"}
+            raise ValueError(
+                f"{out} holds a run with other {' and '.join(what[k] for k in diff)}; choose "
+                f"another study folder or remove that run"
+            )
+    elif (out / "checkpoint.pt").is_file():
+        raise ValueError(f"{out} holds a run without its request.json; remove that run")
     if (out / "run.json").is_file():
         return out / "model.pt"
     out.mkdir(parents=True, exist_ok=True)
-    if not data.is_file():
-        write(data, list(frames), format="extxyz")
-    if (out / "checkpoint.pt").is_file():
-        trainer = Trainer.resume(out, progress=progress)
-    else:
+    if not (out / "checkpoint.pt").is_file():  # (re)write the data of a run not started
+        partial = data.with_suffix(".partial")
+        partial.write_text(text)
+        os.replace(partial, data)
+        saved.write_text(json.dumps(request, indent=2))
         init = None if init_from is None else str(init_from)
         trainer = Trainer(config, init_from=init, progress=progress)
+    else:
+        trainer = Trainer.resume(out, progress=progress)
     result = trainer.run()
     (out / "run.json").write_text(
         json.dumps({k: result[k] for k in ("stop_reason", "epochs", "wall_s")})
@@ -219,16 +263,28 @@ def transfer_study(
             f"n_reference must be between 1 and the largest fine-tuning size {max(sizes)}, "
             f"got {n_reference}"
         )
+    if not 0.0 < source_test_fraction < 1.0:
+        raise ValueError(f"source_test_fraction must be in (0, 1), got {source_test_fraction!r}")
     split = split_target(target_frames, max(sizes), seed)
     if model is None:
         train_idx, test_idx = split_indices(config_types(source_frames), source_test_fraction,
                                             seed)  # fmt: skip
         config = (source_config or TrainConfig()).updated(seed=seed)
         model_path = train_run(config, [source_frames[i] for i in train_idx], out / "source",
-                               progress=progress)  # fmt: skip
+                               hold_out=True, progress=progress)  # fmt: skip
         source_test = [source_frames[i] for i in test_idx]
     else:
+        if source_config is not None:
+            raise ValueError("give either a source model or source_config to train one, not both")
         model_path = resolve_model_path(model)
+        trained_on = load_model(model_path).metadata.get("train_config", {}).get("data") or []
+        trained_on = [trained_on] if isinstance(trained_on, str) else trained_on
+        if any(Path(p).is_file() and Path(p).resolve() == Path(source).resolve()
+               for p in trained_on):  # fmt: skip
+            raise ValueError(
+                f"{source} is the training data of {model_path}; pass held-out source "
+                f"structures as the in-domain test set"
+            )
         source_test = source_frames
     base = load_model(model_path)
     known = {chemical_symbols[z] for z in base.fitted_elements.nonzero().flatten().tolist()}
