@@ -182,6 +182,7 @@ def plot_sample_efficiency(report: dict, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, unit, name in (
@@ -204,6 +205,8 @@ def plot_sample_efficiency(report: dict, path: str | Path) -> Path:
                             textcoords="offset points", xytext=(4, -12), fontsize=7)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(report["sizes"], [str(v) for v in report["sizes"]])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("target training structures N")
         ax.set_ylabel(unit)
         ax.legend(fontsize=8)

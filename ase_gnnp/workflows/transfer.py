@@ -344,6 +344,7 @@ def plot_transfer(report: dict, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     src = "+".join(report["elements"]["source"])
     tgt = "+".join(report["elements"]["target"])
@@ -369,6 +370,8 @@ def plot_transfer(report: dict, path: str | Path) -> Path:
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(n, [str(v) for v in n])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("target structures used for fine-tuning")
         ax.legend(fontsize=7)
     fig.suptitle(f"transfer {src} → {tgt} ({report['settings']['n_target_test']} target "
