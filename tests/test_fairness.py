@@ -70,6 +70,15 @@ def test_fairness_study_and_cli(files, tmp_path, capsys):
     assert fairness_study(base, test, tmp_path / "study", [(1.0, 10.0), (2.0, 3.0)],
                           seeds=[0, 1], progress=False) == report  # fmt: skip
     assert mtimes == {p: p.stat().st_mtime for p in (tmp_path / "study").glob("*/model.pt")}
+    # runs asked with other options or data are not reused
+    with pytest.raises(ValueError, match="other training options"):
+        fairness_study(base.updated(lr=1e-3), test, tmp_path / "study", [(1.0, 10.0)],
+                       seeds=[0], progress=False)  # fmt: skip
+    other = tmp_path / "other.extxyz"
+    write(other, _frames(14, 4, 5), format="extxyz")
+    with pytest.raises(ValueError, match="other training data"):
+        fairness_study(base.updated(data=str(other)), test, tmp_path / "study", [(1.0, 10.0)],
+                       seeds=[0], progress=False)  # fmt: skip
     # the command line on the same folder: reused runs, JSON and PNG written
     config = tmp_path / "base.yaml"
     base.to_yaml(config)

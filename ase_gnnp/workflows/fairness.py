@@ -13,6 +13,7 @@ from ase.io import read
 from ase_gnnp.checkpoint import load_model
 from ase_gnnp.evaluate import evaluate_structures
 from ase_gnnp.train import TrainConfig, Trainer
+from ase_gnnp.workflows.transfer import _check_same_options, _fingerprint
 
 __all__ = ["fairness_study", "group_figures", "plot_fairness"]
 
@@ -29,10 +30,20 @@ def group_figures(per_element: dict) -> dict:
 def _train(config: TrainConfig, test_frames, progress: bool) -> dict:
     """One training run (reused if its result file exists): validation and test figures."""
     out = Path(config.out)
+    _check_same_options(config, out, fine_tuning=False)
+    paths = [config.data] if isinstance(config.data, str) else list(config.data)
+    request = {"data_sha256": [_fingerprint(p) for p in paths]}
+    saved = out / "request.json"
+    if saved.is_file() and json.loads(saved.read_text()) != request:
+        raise ValueError(f"{out} holds a run on other training data; choose another study "
+                         f"folder or remove that run")  # fmt: skip
     done = out / "fairness_run.json"
     if done.is_file():
         return json.loads(done.read_text())
     resume = (out / "checkpoint.pt").is_file()
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(request))
     trainer = (
         Trainer.resume(out, progress=progress) if resume else Trainer(config, progress=progress)
     )
@@ -67,7 +78,8 @@ def fairness_study(
     the smallest worst-element force error on the validation split is chosen (the test
     split plays no part), then both the unweighted baseline and the chosen weighting are
     trained with every seed and evaluated on ``test``. Runs live in ``out/<name>/`` and
-    are reused or resumed, so a killed study continues.
+    are reused or resumed, so a killed study continues; a run asked with other options or
+    other training data is a ``ValueError``, never silently reused.
 
     Returns
     -------
