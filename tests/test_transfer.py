@@ -140,6 +140,8 @@ def test_train_run_steps_and_requests(sets, tmp_path):
     # 5 structures in batches of 4 make 2 steps per epoch: 10 steps are 5 epochs
     train_run(config, frames[:5], tmp_path / "a", steps=10, progress=False)
     assert TrainConfig.from_yaml(tmp_path / "a/config.yaml").epochs == 5
+    train_run(config, frames[:5], tmp_path / "m", steps=2, min_epochs=3, progress=False)
+    assert TrainConfig.from_yaml(tmp_path / "m/config.yaml").epochs == 3
     with pytest.raises(ValueError, match="other training structures"):
         train_run(config, frames[1:6], tmp_path / "a", steps=10, progress=False)
     with pytest.raises(ValueError, match="other training options"):

@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     efficiency.add_argument("--pool-size", type=int, help="target structures kept for "
                             "training (default: the largest size; the rest is the test "
                             "set); equal pool sizes share the split")  # fmt: skip
+    efficiency.add_argument("--min-epochs", type=int, default=0, help="at least this many "
+                            "passes over each training set (large sets are otherwise "
+                            "under-trained by the fixed step budget)")  # fmt: skip
     efficiency.add_argument("--runs", nargs="+", choices=("finetune", "scratch"),
                             default=["finetune", "scratch"], help="train only these kinds "
                             "(to run them side by side; gather with both)")  # fmt: skip
@@ -187,6 +190,7 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
                                      finetune_config=finetune, scratch_config=scratch,
                                      steps=args.steps, seed=args.seed,
                                      pool_size=args.pool_size, kinds=args.runs,
+                                     min_epochs=args.min_epochs,
                                      progress=not args.json)  # fmt: skip
     (args.out / "sample_efficiency.json").write_text(json.dumps(report, indent=2))
     plot_sample_efficiency(report, args.out / "sample_efficiency.png")

@@ -92,12 +92,14 @@ def sample_efficiency_study(
     steps: int = 300,
     seed: int = 0,
     pool_size: int | None = None,
+    min_epochs: int = 0,
     kinds: Sequence[str] = ("finetune", "scratch"),
     progress: bool = True,
 ) -> dict:
     """Fine-tune ``pretrained`` and train its architecture from scratch on the first ``N``
     of the shuffled ``target`` structures, for each ``N`` in ``sizes``, with the same
-    number of optimizer steps; measure both on the same held-out target structures.
+    number of optimizer steps (``steps``, or ``min_epochs`` passes over the set if that
+    is more); measure both on the same held-out target structures.
 
     Runs live in ``out/finetune_N`` and ``out/scratch_N`` and are reused or resumed. The
     first ``pool_size`` (default ``max(sizes)``) shuffled structures are the training pool,
@@ -148,6 +150,7 @@ def sample_efficiency_study(
             "lr_finetune": ft.lr,
             "lr_scratch": scratch.lr,
             "pool_size": pool_size,
+            "min_epochs": min_epochs,
             "n_test": len(split.test),
         },  # fmt: skip
         "finetune": [],
@@ -158,7 +161,8 @@ def sample_efficiency_study(
             if label not in kinds:
                 continue
             path = train_run(config, split.pool[:n], out / f"{label}_{n}", init_from=init,
-                             steps=steps, progress=progress)  # fmt: skip
+                             steps=steps, min_epochs=min_epochs,
+                             progress=progress)  # fmt: skip
             run = json.loads((path.parent / "run.json").read_text())
             steps_done = run["epochs"] * math.ceil(n / config.batch_size)
             figures = error_figures(load_model(path), split.test, ft.keys)

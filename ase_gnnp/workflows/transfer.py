@@ -107,6 +107,7 @@ def train_run(
     init_from: str | Path | None = None,
     steps: int | None = None,
     hold_out: bool = False,
+    min_epochs: int = 0,
     progress: bool = True,
 ) -> Path:
     """Train (or fine-tune from ``init_from``) on ``frames``; reuse a finished run in
@@ -119,7 +120,8 @@ def train_run(
 
     With ``steps``, the run lasts ``ceil(steps / ceil(N / batch_size))`` epochs, so runs
     on sets of different sizes ``N`` get (at least, and nearly exactly) the same number of
-    optimizer steps. With ``hold_out`` the trainer holds out ``config.val_fraction`` of
+    optimizer steps; ``min_epochs`` raises that for large sets, which a fixed step budget
+    would leave under-trained. With ``hold_out`` the trainer holds out ``config.val_fraction`` of
     ``frames`` to select the best weights; without it the training set itself does (a
     few structures leave nothing to hold out).
     """
@@ -135,7 +137,7 @@ def train_run(
     changes = {"data": str(data), "out": str(out)}
     if steps is not None:
         batches = math.ceil(len(frames) / config.batch_size)
-        changes["epochs"] = max(1, math.ceil(steps / batches))
+        changes["epochs"] = max(1, math.ceil(steps / batches), min_epochs)
     if not hold_out:
         changes["val_data"] = str(data)
     config = config.updated(**changes)
