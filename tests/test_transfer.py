@@ -113,6 +113,9 @@ def test_reduction_factors():
     flat = reduction_factors([10, 20, 40], [0.1, 0.0999, 0.0998], [0.01] * 3)
     assert [r["factor"] for r in flat] == [None] * 3
     assert [r["at_least"] for r in flat] == [4.0, 2.0, 1.0]
+    # a curve that rises again is read through its running minimum: crossed once
+    bumpy = reduction_factors([10, 100, 1000], [1.0, 2.0, 0.5], [0.9, 0.9, 0.9])
+    assert bumpy[0]["n_scratch"] == pytest.approx(100 * 10 ** (np.log(0.9) / np.log(0.5)))
     worse = reduction_factors(sizes, scratch, [1.2 * v for v in scratch])
     assert all(r["factor"] < 1 for r in worse[1:])
     with pytest.raises(ValueError, match="one entry per size"):
@@ -249,6 +252,10 @@ def test_sample_efficiency_study_and_cli(sets, tmp_path, capsys):
     assert report["target_in_source"] == [] and report["elements"] == ["Au"]
     assert [r["n"] for r in report["finetune"]] == [2, 4] == [r["n"] for r in report["scratch"]]
     assert len(report["reduction_force"]) == 2
+    assert report["relative_difference_force"] == pytest.approx(
+        [f["force_mae"] / s["force_mae"] - 1 for f, s in zip(report["finetune"], report["scratch"])]
+    )
+    assert isinstance(report["scratch_decreasing_energy"], bool)
     assert report["settings"]["n_test"] == 6
     # a subset of the sizes with the same pool shares the split and reuses the runs
     mtimes = {p: p.stat().st_mtime for p in out.glob("*/model.pt")}

@@ -214,6 +214,11 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
     for name, label in (("reduction_force", "force"), ("reduction_energy", "energy")):
         if not report[name]:
             continue
+        diff = ", ".join(f"{100 * d:+.1f} %" for d in report[f"relative_difference_{label}"])
+        print(f"fine-tuned vs scratch {label} error at equal N: {diff}")
+        if not report[f"scratch_decreasing_{label}"]:
+            print(f"warning: the scratch {label} error does not fall with N (noise or an "
+                  f"under-trained large set): reduction factors are not meaningful")  # fmt: skip
         text = ", ".join(
             f"N={r['n']}: x{r['factor']:.1f}{' (extrapolated)' if r['extrapolated'] else ''}"
             if r["factor"] is not None

@@ -33,10 +33,12 @@ def reduction_factors(
 
     For the fine-tuned error ``e`` at ``n`` structures, ``n_scratch`` is the size at which
     the from-scratch learning curve reaches ``e``, interpolated linearly in log-log
-    between measured points. Outside the measured range the curve is continued from its
-    end point with the slope ``b`` of a power law ``err ∝ N^-b`` fitted to all scratch
-    points (``"extrapolated": True``), but only up to ``MAX_EXTRAPOLATION`` times beyond
-    the range and for ``b >= MIN_SLOPE``; otherwise ``n_scratch`` is ``None`` and
+    between measured points of its running minimum (the best error reached with at most
+    that many structures, so a noisy, non-decreasing curve is not crossed twice).
+    Outside the measured range the curve is continued from its end point with the slope
+    ``b`` of a power law ``err ∝ N^-b`` fitted to that running minimum
+    (``"extrapolated": True``), but only up to ``MAX_EXTRAPOLATION`` times beyond the
+    range and for ``b >= MIN_SLOPE``; otherwise ``n_scratch`` is ``None`` and
     ``"at_least"`` gives the bound ``max(sizes) / n`` when the fine-tuned error is below
     every scratch error. ``factor = n_scratch / n``.
 
@@ -57,7 +59,7 @@ def reduction_factors(
         if not np.all(np.isfinite(values) & (values > 0)):
             raise ValueError(f"{name} must be finite and positive, got {values.tolist()}")
     order = np.argsort(n)
-    ln, ls = np.log(n[order]), np.log(s[order])
+    ln, ls = np.log(n[order]), np.log(np.minimum.accumulate(s[order]))
     slope = -np.polyfit(ln, ls, 1)[0] if len(ln) > 1 else 0.0
     rows = []
     for size, e in zip(n, e_all):
@@ -114,6 +116,9 @@ def sample_efficiency_study(
         ``sizes``; ``finetune`` and ``scratch``: per ``N`` error figures on the target test
         set (``force_mae`` eV/Å, ``energy_mae_per_atom`` eV/atom ...);
         ``reduction_force`` / ``reduction_energy``: :func:`reduction_factors` rows;
+        ``relative_difference_force`` / ``_energy``: fine-tuned over scratch error − 1 at
+        each ``N``; ``scratch_decreasing_force`` / ``_energy``: whether the scratch curve
+        falls at every step (if not, the reduction factors are not meaningful);
         ``target_in_source``: target elements the pretrained model had fitted (a
         sample-efficiency claim needs them absent); settings.
     """
@@ -175,13 +180,21 @@ def sample_efficiency_study(
         if not (report["scratch"] and report["finetune"]):
             report[name] = []
             continue
+        label = name.split("_")[1]
+        scratch_curve = np.array([r[key] for r in report["scratch"]])
+        # a learning curve that does not fall leaves the data factor ill-defined
+        report[f"scratch_decreasing_{label}"] = bool(np.all(np.diff(scratch_curve) < 0))
+        report[f"relative_difference_{label}"] = [
+            f[key] / s[key] - 1 for f, s in zip(report["finetune"], report["scratch"])
+        ]
         report[name] = reduction_factors(sizes, [r[key] for r in report["scratch"]],
                                          [r[key] for r in report["finetune"]])  # fmt: skip
     return report
 
 
 def plot_sample_efficiency(report: dict, path: str | Path) -> Path:
-    """Learning curves (force and energy error against N, log-log), fine-tuned and scratch."""
+    """Learning curves (force and energy error against N, log N axis), fine-tuned and
+    from scratch, with the reduction factors where the scratch curve falls."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,7 +212,10 @@ def plot_sample_efficiency(report: dict, path: str | Path) -> Path:
                 continue
             text = "fine-tuned from pretrained" if label == "finetune" else "from scratch"
             ax.plot([r["n"] for r in rows], [1000 * r[key] for r in rows], style, label=text)
-        for r in report[name]:
+        meaningful = report.get(f"scratch_decreasing_{name.split('_')[1]}", True)
+        if not meaningful:
+            ax.set_title("scratch curve does not fall: no reduction factor", fontsize=8)
+        for r in report[name] if meaningful else []:
             if r["factor"] is not None:
                 ax.annotate(f"×{r['factor']:.2g}{'*' if r['extrapolated'] else ''}",
                             (r["n"], 1000 * r["error"]), textcoords="offset points",
@@ -208,7 +224,6 @@ def plot_sample_efficiency(report: dict, path: str | Path) -> Path:
                 ax.annotate(f"≥×{r['at_least']:.2g}", (r["n"], 1000 * r["error"]),
                             textcoords="offset points", xytext=(4, -12), fontsize=7)  # fmt: skip
         ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xticks(report["sizes"], [str(v) for v in report["sizes"]])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("target training structures N")
