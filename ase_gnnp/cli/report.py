@@ -114,6 +114,16 @@ def _study_options(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
+def _write_study(report: dict, folder: Path, name: str, plot, as_json: bool) -> bool:
+    """Write ``folder/name.json`` and ``folder/name.png``; print the JSON if asked (then
+    the caller prints nothing else)."""
+    (folder / f"{name}.json").write_text(json.dumps(report, indent=2))
+    plot(report, folder / f"{name}.png")
+    if as_json:
+        print(json.dumps(report, indent=2))
+    return as_json
+
+
 def _study_configs(args: argparse.Namespace):
     """Training options for runs from scratch and for fine-tuning."""
     from ase_gnnp.config import ModelConfig
@@ -154,10 +164,7 @@ def _transfer(args: argparse.Namespace) -> int:
                             source_config=scratch, finetune_config=finetune,
                             n_reference=args.n_reference, sizes=args.sizes, steps=args.steps,
                             seed=args.seed, progress=not args.json)  # fmt: skip
-    (args.out / "transfer.json").write_text(json.dumps(report, indent=2))
-    plot_transfer(report, args.out / "transfer.png")
-    if args.json:
-        print(json.dumps(report, indent=2))
+    if _write_study(report, args.out, "transfer", plot_transfer, args.json):
         return 0
     src, tgt = "+".join(report["elements"]["source"]), "+".join(report["elements"]["target"])
     print(f"transfer {src} -> {tgt} (new elements: {', '.join(report['elements']['new']) or 'none'}"
@@ -192,10 +199,7 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
                                      pool_size=args.pool_size, kinds=args.runs,
                                      min_epochs=args.min_epochs,
                                      progress=not args.json)  # fmt: skip
-    (args.out / "sample_efficiency.json").write_text(json.dumps(report, indent=2))
-    plot_sample_efficiency(report, args.out / "sample_efficiency.png")
-    if args.json:
-        print(json.dumps(report, indent=2))
+    if _write_study(report, args.out, "sample_efficiency", plot_sample_efficiency, args.json):
         return 0
     if report["target_in_source"]:
         print(f"warning: {report['target_in_source']} were in the pretraining data")
@@ -268,10 +272,7 @@ def _fairness(args: argparse.Namespace) -> int:
     candidates = [_candidate(c) for c in args.candidates]
     report = fairness_study(base, args.test, args.out, candidates, args.seeds,
                             progress=not args.json)  # fmt: skip
-    (args.out / "fairness.json").write_text(json.dumps(report, indent=2))
-    plot_fairness(report, args.out / "fairness.png")
-    if args.json:
-        print(json.dumps(report, indent=2))
+    if _write_study(report, args.out, "fairness", plot_fairness, args.json):
         return 0
     print(f"chosen on validation: exponent {report['chosen']['exponent']:g}, cap "
           f"{report['chosen']['cap']:g}")  # fmt: skip
