@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,8 @@ from ase_gnnp.checkpoint import load_model, shipped_models
 from ase_gnnp.cli import main
 from ase_gnnp.evaluate import evaluate_structures
 
+DATA = Path(__file__).resolve().parents[1] / "data"
+
 pytestmark = pytest.mark.skipif(
     "pretrained-chgnet" not in shipped_models(), reason="pretrained-chgnet is not shipped"
 )
@@ -23,7 +27,7 @@ def test_elements_and_held_out_accuracy():
     model = load_model("pretrained-chgnet", dtype=torch.float64)
     fitted = {chemical_symbols[z] for z in model.fitted_elements.nonzero().flatten().tolist()}
     assert len(fitted) == 51 and not fitted & {"Ge", "Mo"}  # the fine-tuning targets
-    frames = read("data/chgnet_source_test.extxyz", "::4")  # held out (seed 1)
+    frames = read(DATA / "chgnet_source_test.extxyz", "::4")  # held out (seed 1)
     summary = evaluate_structures(model, frames)
     # measured on this subset: 7.6 meV/atom and 125 meV/Å (all 506: 7.6 and 108)
     assert summary["energy_mae_per_atom"] < 0.0085
@@ -41,7 +45,7 @@ def test_finetune_on_an_unseen_element(tmp_path):
     with pytest.warns(UserWarning, match="Ge were not in this model's training data"):
         assert np.isfinite(ge.get_potential_energy()) and np.isfinite(ge.get_forces()).all()
 
-    frames = [a for a in read("data/sige_tersoff_test.extxyz", ":")
+    frames = [a for a in read(DATA / "sige_tersoff_test.extxyz", ":")
               if set(a.get_chemical_symbols()) == {"Ge"}][:6]  # fmt: skip
     assert len(frames) == 6
     write(tmp_path / "ge.extxyz", frames[:4], format="extxyz")
