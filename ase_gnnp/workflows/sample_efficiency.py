@@ -10,12 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from ase.data import chemical_symbols
 
 from ase_gnnp.checkpoint import load_model, resolve_model_path
 from ase_gnnp.data import read_structures
 from ase_gnnp.train import TrainConfig
-from ase_gnnp.workflows.transfer import error_figures, split_target, train_run
+from ase_gnnp.workflows.transfer import (
+    elements_of,
+    error_figures,
+    fitted_symbols,
+    split_target,
+    train_run,
+)
 
 __all__ = ["plot_sample_efficiency", "reduction_factors", "sample_efficiency_study"]
 
@@ -140,8 +145,8 @@ def sample_efficiency_study(
     scratch = (scratch_config or ft.updated(freeze="none")).updated(
         model=base.config, seed=seed, freeze="none"
     )
-    fitted = {chemical_symbols[z] for z in base.fitted_elements.nonzero().flatten().tolist()}
-    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    fitted = fitted_symbols(base)
+    elements = elements_of(frames)
     report = {
         "pretrained": str(model_path),
         "target": str(target),

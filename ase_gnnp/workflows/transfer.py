@@ -37,7 +37,9 @@ from ase_gnnp.train.statistics import refit_new_references
 
 __all__ = [
     "TargetSplit",
+    "elements_of",
     "error_figures",
+    "fitted_symbols",
     "plot_transfer",
     "refit_references",
     "split_target",
@@ -90,10 +92,11 @@ def refit_references(
     Returns the copy and the fitted references (eV) of the new elements by symbol.
     """
     model = copy.deepcopy(model)
-    known = set(model.fitted_elements.nonzero().flatten().tolist())
+    known = fitted_symbols(model)
     graphs = [labelled_graph(a, model.cutoff, keys, model.dtype) for a in frames]
     refs = refit_new_references(model, graphs)
-    return model, {chemical_symbols[z]: e for z, e in refs.items() if z not in known}
+    return model, {chemical_symbols[z]: e for z, e in refs.items()
+                   if chemical_symbols[z] not in known}  # fmt: skip
 
 
 def _fingerprint(path: str | Path) -> str:
@@ -203,8 +206,14 @@ def _check_same_options(config: TrainConfig, out: Path, fine_tuning: bool) -> No
         )
 
 
-def _elements(frames: Sequence[Atoms]) -> list[str]:
+def elements_of(frames: Sequence[Atoms]) -> list[str]:
+    """Sorted chemical symbols present in ``frames``."""
     return sorted({s for a in frames for s in a.get_chemical_symbols()})
+
+
+def fitted_symbols(model: GNNPModel) -> set[str]:
+    """Elements whose reference energy ``model`` has fitted (seen in training)."""
+    return {chemical_symbols[z] for z in model.fitted_elements.nonzero().flatten().tolist()}
 
 
 def transfer_study(
@@ -289,8 +298,7 @@ def transfer_study(
             )
         source_test = source_frames
     base = load_model(model_path)
-    known = {chemical_symbols[z] for z in base.fitted_elements.nonzero().flatten().tolist()}
-    new = sorted(set(_elements(target_frames)) - known)
+    new = sorted(set(elements_of(target_frames)) - fitted_symbols(base))
 
     in_domain = error_figures(base, source_test, keys)
     zero_shot = error_figures(base, split.test, keys)
@@ -301,8 +309,8 @@ def transfer_study(
         "target": str(target),
         "model": str(model_path),
         "elements": {
-            "source": _elements(source_test),
-            "target": _elements(target_frames),
+            "source": elements_of(source_test),
+            "target": elements_of(target_frames),
             "new": new,
         },  # fmt: skip
         "settings": {
