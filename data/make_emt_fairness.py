@@ -7,6 +7,10 @@ Writes next to this script, before any weighting is tried (fixed seeds):
   structures (4 %), alloyed with the common metals.
 - ``emt_fair_test.extxyz`` (seed 1, 100 structures): balanced, every element in about the
   same number of structures, so each element's error is measured on enough atoms.
+- ``emt_fair_val.extxyz`` (seed 2, 100 structures): a second balanced draw for choosing
+  the weighting (exponent and cap); a 10 % split of the imbalanced training set leaves one
+  or two structures per rare element, too few to see a rare element's error. Added after
+  the first study; the training and test sets are unchanged by it.
 
 Every structure is a 32-atom fcc cell (2×2×2 conventional) with random occupations,
 Vegard lattice constant, ±3 % strain and a 0.02–0.1 Å rattle; ``info`` records
@@ -54,7 +58,7 @@ def generate(seed: int, scale: float) -> list:
     for config_type, rare in tqdm(plan, desc=f"EMT fairness (seed {seed})"):
         k = int(rng.integers(1, 4))
         symbols = list(rng.choice(COMMON, size=k, replace=False))
-        if rare is None and seed == 1:  # balanced test: common elements one by one
+        if rare is None and seed != 0:  # balanced sets: common elements one by one
             symbols = [COMMON[len(frames) % 3]] + symbols[1:]
             symbols = list(dict.fromkeys(symbols))
         if rare is not None:
@@ -64,7 +68,11 @@ def generate(seed: int, scale: float) -> list:
 
 
 def main() -> None:
-    jobs = [("emt_fair_train.extxyz", 0, 1.0), ("emt_fair_test.extxyz", 1, 1.0)]
+    jobs = [
+        ("emt_fair_train.extxyz", 0, 1.0),
+        ("emt_fair_test.extxyz", 1, 1.0),
+        ("emt_fair_val.extxyz", 2, 1.0),
+    ]
     generate_sets(__doc__.splitlines()[0], HERE, generate, jobs)
 
 
