@@ -8,7 +8,7 @@ import typing
 from dataclasses import fields
 
 from ase_gnnp.config import ModelConfig
-from ase_gnnp.train import TrainConfig, Trainer
+from ase_gnnp.train import TrainConfig, Trainer, distributed
 
 HELP = "train a model from an extxyz file (YAML config and/or flags)"
 
@@ -97,6 +97,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train; under ``torchrun`` every rank runs this and rank 0 alone writes and prints."""
+    with distributed.session(device="cpu"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     if args.resume:
         if args.config or args.init_from or _given(args, _MODEL_FLAGS):
@@ -114,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     result = trainer.run()
+    if not distributed.is_main_process():
+        return 0
     summary = {k: result[k] for k in ("stop_reason", "epochs", "wall_s", "epoch", "val_metrics")}
     print(json.dumps(summary, indent=2))
     print(f"best model: {trainer.out / 'model.pt'}")

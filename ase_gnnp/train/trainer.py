@@ -1,4 +1,11 @@
-"""The training loop: split, statistics, AdamW + schedule + EMA, checkpoints, resume."""
+"""The training loop: split, statistics, AdamW + schedule + EMA, checkpoints, resume.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the same loop runs data-parallel: every rank holds
+the whole data set and the same model, takes a contiguous share of each global batch of
+``batch_size`` structures from the same shuffled epoch, and the loss of each share is
+scaled so that the sum of the ranks' gradients (one allreduce per step) is the gradient
+of the global batch's loss; see :meth:`Trainer.train_epoch`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ import time
 from pathlib import Path
 
 import torch
+import torch.utils.data
+from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
@@ -20,8 +29,9 @@ from ase_gnnp.data import (
     select_frames,
     split_indices,
 )
-from ase_gnnp.evaluate import evaluate_graphs, forward_options
+from ase_gnnp.evaluate import ErrorAccumulator, evaluate_graphs, forward_options
 from ase_gnnp.model import GNNPModel
+from ase_gnnp.train import distributed
 from ase_gnnp.train.config import TrainConfig
 from ase_gnnp.train.ema import EMA
 from ase_gnnp.train.freeze import freeze
@@ -37,6 +47,30 @@ METRIC_COLUMNS = [
     "epoch", "lr", "train_loss", "val_loss", "val_energy_mae_per_atom", "val_force_mae",
     "val_stress_mae", "val_dipole_mae", "val_polarizability_mae", "val_charge_mae", "wall_s",
 ]  # fmt: skip
+#: loss terms of :func:`ase_gnnp.train.loss.loss_terms`, in the column order of
+#: :func:`loss_denominators`
+LOSS_TERMS = ("energy", "forces", "stress", "dipole", "polarizability", "charges")
+
+
+def loss_denominators(graphs: list) -> torch.Tensor:
+    """Per structure, the weight each loss term's weighted mean divides by.
+
+    :func:`ase_gnnp.train.loss.loss_terms` averages every term over a batch as
+    ``Σ w x / Σ w`` with ``w`` the structure weight times the label mask (per structure
+    for energy, stress, dipole and polarizability, per atom for forces and charges).
+
+    Returns
+    -------
+    torch.Tensor
+        (len(graphs), len(LOSS_TERMS)) float64: the ``Σ w`` of each structure and term.
+    """
+    rows = []
+    for g in graphs:
+        w = g[K.WEIGHT].to(torch.float64).reshape(())
+        masks = (K.HAS_ENERGY, K.HAS_FORCES, K.HAS_STRESS, K.HAS_DIPOLE, K.HAS_POLARIZABILITY,
+                 K.HAS_CHARGES)  # fmt: skip
+        rows.append(torch.stack([(w * g[m].to(torch.float64)).sum() for m in masks]))
+    return torch.stack(rows) if rows else torch.zeros(0, len(LOSS_TERMS), dtype=torch.float64)
 
 
 class Trainer:
@@ -52,9 +86,16 @@ class Trainer:
     overwrite
         Allow starting afresh in an output folder that already holds a run.
     progress
-        Show tqdm progress bars.
+        Show tqdm progress bars (rank 0 only under ``torchrun``).
     state
         A saved training state to continue from; use :meth:`Trainer.resume`.
+
+    Notes
+    -----
+    Launched by ``torchrun`` with ``WORLD_SIZE > 1``, the trainer joins the process group
+    (gloo: training runs on CPU tensors), uses one torch thread per rank unless
+    ``config.threads`` says otherwise, trains data-parallel (see :meth:`train_epoch`) and
+    lets rank 0 alone write files and show progress bars.
     """
 
     def __init__(
@@ -74,9 +115,15 @@ class Trainer:
                 f"--overwrite to start afresh"
             )
         self.config = config
-        self.progress = progress
+        # joins torchrun's process group; a no-op for a single process
+        distributed.init(device="cpu")
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
+        self.progress = progress and self.is_main
         if config.threads:
             torch.set_num_threads(config.threads)
+        elif self.world_size > 1:  # ranks share the machine's cores: no oversubscription
+            torch.set_num_threads(1)
         self.dtype = getattr(torch, config.dtype)
         torch.manual_seed(config.seed)
 
@@ -122,6 +169,11 @@ class Trainer:
                 self.model, self.train_graphs, refit_known=init_from is None
             )
             self.ema = EMA(self.model, config.ema_decay)
+        if self.world_size > 1:
+            # every rank starts from rank 0's weights, as DistributedDataParallel does
+            distributed.broadcast_module(self.model)
+            distributed.broadcast_module(self.ema.shadow)
+            self.loss_denominators = loss_denominators(self.train_graphs)
 
     @classmethod
     def resume(cls, out: str | Path, progress: bool = True, **overrides) -> Trainer:
@@ -203,6 +255,19 @@ class Trainer:
             self.train_graphs, batch_size=self.config.batch_size, shuffle=True, generator=gen
         )
 
+    def _index_loader(self, epoch: int) -> torch.utils.data.DataLoader:
+        """:meth:`_loader` yielding lists of indices into ``train_graphs`` instead of batches.
+
+        Same generator, seed and sampler, so the same shuffled global batches, provided it
+        is iterated the same way: every iterator a DataLoader creates draws a seed from
+        the generator before the shuffle does (``tqdm.auto`` creates two).
+        """
+        gen = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        return torch.utils.data.DataLoader(
+            range(len(self.train_graphs)), batch_size=self.config.batch_size, shuffle=True,
+            generator=gen, collate_fn=list,
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ state
     def _state(self) -> dict:
         return {
@@ -234,6 +299,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train_epoch(self) -> float:
+        """One pass over the training set; the mean training loss per structure.
+
+        Under ``torchrun`` each global batch of ``batch_size`` structures (the same
+        shuffled order as a single process) is split into ``world_size`` contiguous,
+        near-equal shares by structure count (a share may be empty). Each rank scales
+        every loss term of its share by ``Σw(share) / Σw(global batch)`` (the weights
+        the term's weighted mean divides by, :func:`loss_denominators`), so the sum of the
+        ranks' losses is the global batch's loss and the sum of their gradients, formed
+        by one allreduce after ``loss.backward()``, is its gradient. Gradient clipping,
+        AdamW, the LR schedule and the EMA then act on identical numbers on every rank.
+        """
+        if self.world_size > 1:
+            return self._train_epoch_distributed()
         self.model.train()
         total, count = 0.0, 0
         loader = self._loader(self.epoch)
@@ -256,6 +334,45 @@ class Trainer:
             bar.set_postfix(loss=f"{total / count:.4g}")
         return total / max(count, 1)
 
+    def _train_epoch_distributed(self) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        loader = self._index_loader(self.epoch)
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        # iterated through tqdm exactly as train_epoch iterates _loader: the same batches
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress)
+        t_start = time.perf_counter()
+        for step, indices in enumerate(bar):
+            self.optimizer.zero_grad(set_to_none=True)
+            mine = distributed.shard(indices, self.world_size, self.rank)
+            denominators = self.loss_denominators[indices].sum(0)
+            loss_value = 0.0
+            if mine:  # an empty share (fewer structures than ranks) adds zero gradients
+                data = Batch.from_data_list([self.train_graphs[i] for i in mine])
+                share = self.loss_denominators[mine].sum(0) / denominators.clamp_min(1e-300)
+                options = forward_options(self.model, data) | {"stress": self.use_stress}
+                out = self.model(data, create_graph=True, **options)
+                terms = loss_terms(out, data)
+                loss = sum(
+                    self.weights[name] * value * float(share[LOSS_TERMS.index(name)])
+                    for name, value in terms.items()
+                )
+                loss.backward()
+                loss_value = float(loss.detach())
+            # rank 0's clock drives a time-budgeted schedule on every rank
+            seconds = time.perf_counter() - t_start if self.is_main else 0.0
+            loss_value, seconds = distributed.allreduce_gradients(parameters, [loss_value, seconds])
+            if self.config.scheduler in ("cosine", "stable-decay"):
+                self._set_cosine_lr(step / len(loader), seconds)
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            self.ema.update(self.model)
+            total += loss_value * len(indices)
+            count += len(indices)
+            bar.set_postfix(loss=f"{total / count:.4g}")
+        return total / max(count, 1)
+
     def progress_fraction(self, epoch_fraction: float = 0.0, seconds: float = 0.0) -> float:
         """Share of the run done: epochs or wall-time budget, whichever binds first."""
         cfg = self.config
@@ -274,29 +391,80 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def _loss(self, out: dict, data: Batch) -> torch.Tensor:
+        return total_loss(loss_terms(out, data), self.weights)
+
     def validate(self) -> tuple[float, dict]:
-        """Loss and error metrics of the EMA model on the validation set (one pass)."""
+        """Loss and error metrics of the EMA model on the validation set (one pass).
+
+        Under ``torchrun`` the validation batches (the same batches as a single process)
+        are dealt round-robin to the ranks and every rank gathers all per-structure
+        errors and batch losses, reduced in batch order: every rank gets the same loss
+        and metrics, so early stopping, the LR plateau and the best model agree.
+        """
+        if self.world_size > 1:
+            return self._validate_distributed()
         bs = self.config.batch_size
         groups = (self.val_groups[i : i + bs] for i in range(0, len(self.val_groups), bs))
         metrics = evaluate_graphs(
             self.ema.shadow,
             DataLoader(self.val_graphs, batch_size=bs),
             groups,
-            loss_fn=lambda out, data: total_loss(loss_terms(out, data), self.weights),
+            loss_fn=self._loss,
         )
         return metrics.pop("loss"), metrics
+
+    def _validate_distributed(self) -> tuple[float, dict]:
+        bs = self.config.batch_size
+        model = self.ema.shadow
+        mine = []
+        for b, start in enumerate(range(0, len(self.val_graphs), bs)):
+            if b % self.world_size != self.rank:
+                continue
+            data = Batch.from_data_list(self.val_graphs[start : start + bs])
+            out = model(data, **forward_options(model, data))
+            acc = ErrorAccumulator()
+            acc.add(out, data, self.val_groups[start : start + bs])
+            loss = float(self._loss(out, data).detach()) * data.num_graphs
+            mine.append((b, acc.rows, loss, data.num_graphs))
+        done = sorted(
+            (item for part in distributed.all_gather_objects(mine) for item in part),
+            key=lambda item: item[0],
+        )
+        acc, loss, count = ErrorAccumulator(), 0.0, 0
+        for _, rows, batch_loss, n in done:  # batch order: the single-process sums
+            acc.rows.extend(rows)
+            loss += batch_loss
+            count += n
+        return loss / max(count, 1), acc.summary()
+
+    def _synchronise(self) -> None:
+        """Take rank 0's wall time and check that no rank's weights drifted."""
+        checksum = sum(
+            float(p.detach().to(torch.float64).sum())
+            for module in (self.model, self.ema.shadow)
+            for p in module.parameters()
+        )
+        gathered = distributed.all_gather_objects((self.elapsed, checksum))
+        self.elapsed = gathered[0][0]
+        if len({c for _, c in gathered}) != 1:
+            raise RuntimeError(
+                f"data-parallel ranks hold different weights after epoch {self.epoch} "
+                f"(checksums {[c for _, c in gathered]})"
+            )
 
     def run(self) -> dict:
         """Train until ``epochs``, early stopping or ``max_minutes``; return final metrics."""
         cfg = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        cfg.to_yaml(self.out / "config.yaml")
         metrics_csv = self.out / "metrics.csv"
-        if self.epoch == 0 or not metrics_csv.exists():
-            with open(metrics_csv, "w", newline="") as fh:
-                csv.writer(fh).writerow(METRIC_COLUMNS)
-        else:
-            self._truncate_metrics(metrics_csv)
+        if self.is_main:  # under torchrun only rank 0 writes
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.to_yaml(self.out / "config.yaml")
+            if self.epoch == 0 or not metrics_csv.exists():
+                with open(metrics_csv, "w", newline="") as fh:
+                    csv.writer(fh).writerow(METRIC_COLUMNS)
+            else:
+                self._truncate_metrics(metrics_csv)
         stop_reason = "epochs"
         with tqdm(
             total=cfg.epochs, initial=self.epoch, desc="training", disable=not self.progress
@@ -307,12 +475,15 @@ class Trainer:
                 val_loss, metrics = self.validate()
                 self.epoch += 1
                 self.elapsed += time.perf_counter() - t0
+                if self.world_size > 1:
+                    self._synchronise()
                 if self.scheduler is not None:
                     self.scheduler.step(val_loss)
                 improved = val_loss < self.best
                 if improved:
                     self.best, self.since_best = val_loss, 0
-                    self._save_model(metrics)
+                    if self.is_main:
+                        self._save_model(metrics)
                 else:
                     self.since_best += 1
                 row = {
@@ -333,9 +504,10 @@ class Trainer:
                         )  # fmt: skip
                     },
                 }
-                with open(metrics_csv, "a", newline="") as fh:
-                    csv.writer(fh).writerow([row[c] for c in METRIC_COLUMNS])
-                atomic_save(self._state(), self.state_path)
+                if self.is_main:
+                    with open(metrics_csv, "a", newline="") as fh:
+                        csv.writer(fh).writerow([row[c] for c in METRIC_COLUMNS])
+                    atomic_save(self._state(), self.state_path)
                 bar.update(1)
                 bar.set_postfix(
                     val_F=f"{1000 * metrics.get('force_mae', float('nan')):.1f}meV/Å",
@@ -347,13 +519,17 @@ class Trainer:
                 if cfg.max_minutes and self.elapsed > 60 * cfg.max_minutes:
                     stop_reason = "time budget"
                     break
-        plot_learning_curve(metrics_csv, self.out / "learning_curve.png")
-        best = load_model(self.out / "model.pt")
+        metadata = None
+        if self.is_main:
+            plot_learning_curve(metrics_csv, self.out / "learning_curve.png")
+            metadata = load_model(self.out / "model.pt").metadata
+        if self.world_size > 1:  # other ranks may not see rank 0's disk (several nodes)
+            metadata = distributed.all_gather_objects(metadata)[0]
         return {
             "stop_reason": stop_reason,
             "epochs": self.epoch,
             "wall_s": self.elapsed,
-            **best.metadata,
+            **metadata,
         }
 
     def _truncate_metrics(self, path: Path) -> None:
