@@ -19,6 +19,8 @@ from ase_gnnp.cli import main
 from ase_gnnp.integrations.ipi import (
     IPIServer,
     read_properties,
+    read_restart_positions,
+    run_with_clients,
     serve,
     unix_socket_path,
     write_pimd_input,
@@ -201,3 +203,62 @@ def test_join_stops_i_pi_when_a_client_fails(tmp_path):
         with pytest.raises(RuntimeError, match="no such model"):
             server.join(timeout=60, clients=[failing])
         assert server.process.poll() is not None  # i-PI was stopped, not left waiting
+
+
+@pytest.mark.slow
+def test_run_with_clients_two_clients_give_the_positions_of_one(tmp_path):
+    positions, props = {}, {}
+    for n in (1, 2):
+        folder = tmp_path / f"clients{n}"
+        folder.mkdir()
+        name = _name()
+        xml = write_pimd_input(folder / "input.xml", bulk("Si", cubic=True), nbeads=2,
+                               temperature=100.0, steps=3, unix=name, seed=7,
+                               floatformat="%.16e")  # fmt: skip
+        run = run_with_clients(xml, n, unix=name, timeout=300)
+        np.testing.assert_array_equal(run.steps, np.arange(4))
+        assert len(run.evaluations) == n and sum(run.evaluations) == 4 * 2  # 4 calls × 2 beads
+        assert min(run.evaluations) > 0  # the beads were shared, not served by one client
+        assert run.seconds_per_step(1) > 0 and np.all(np.diff(run.times) >= 0)
+        if sys.platform.startswith("linux"):  # CPU times from /proc
+            assert min(run.cpu_per_step(1)) >= 0 and run.cpu_at_lines.shape == (4, 2)
+        assert "Exiting cleanly" in run.output
+        assert not unix_socket_path(name).exists() and not (folder / "EXIT").exists()
+        positions[n] = read_restart_positions(folder / "RESTART")
+        props[n] = read_properties(folder / "sim.out")
+    assert positions[1].shape == (2, 8, 3)
+    start = bulk("Si", cubic=True).positions
+    assert np.abs(positions[1] - start).max() > 1e-4  # the beads moved
+    # the same trajectory, bit for bit (floatformat %.16e writes float64 exactly)
+    np.testing.assert_array_equal(positions[2], positions[1])
+    for key in ("potential", "kinetic_cv", "conserved"):
+        np.testing.assert_array_equal(props[2][key], props[1][key])
+
+
+def test_run_with_clients_bad_input(tmp_path):
+    name = _name()
+    xml = write_pimd_input(tmp_path / "input.xml", bulk("Si"), nbeads=2, temperature=100.0,
+                           steps=1, unix=name)  # fmt: skip
+    for clients in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="clients must be a positive integer"):
+            run_with_clients(xml, clients, unix=name)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        run_with_clients(xml, 1, threads=0, unix=name)
+    with pytest.raises(ValueError, match="either a UNIX socket name"):
+        run_with_clients(xml, 1)
+    with pytest.raises(FileNotFoundError, match="no i-PI input"):
+        run_with_clients(tmp_path / "missing.xml", 1, unix=name)
+    path = unix_socket_path(name)
+    with socket.socket(socket.AF_UNIX) as busy:  # no client may join a stranger's i-PI
+        busy.bind(str(path))
+        try:
+            with pytest.raises(ValueError, match="address in use"):
+                run_with_clients(xml, 1, unix=name)
+        finally:
+            path.unlink()
+    assert not list(tmp_path.glob("client_*.log"))  # nothing was started
+    with pytest.raises(ValueError, match="floatformat"):
+        write_pimd_input(tmp_path / "x.xml", bulk("Si"), nbeads=2, temperature=100.0, steps=1,
+                         unix=name, floatformat="%d %d")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="no i-PI checkpoint"):
+        read_restart_positions(tmp_path / "RESTART")
