@@ -22,6 +22,9 @@ from ase_gnnp.longrange import EPSILON0
 from ase_gnnp.model import GNNPModel
 from ase_gnnp.uq.statistics import uq_statistics
 
+#: mixed-precision choices of GNNPCalculator(autocast=...)
+AUTOCAST = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
 __all__ = ["GNNPCalculator"]
 
 
@@ -66,6 +69,18 @@ class GNNPCalculator(Calculator):
     field
         Uniform electric field (3,) in V/Å applied to every structure, overriding
         ``atoms.info["electric_field"]``; needs a model with ``field=True``.
+    compile
+        Evaluate through ``torch.compile`` (first call compiles: a minute or more on a
+        CPU); response properties stay eager.
+    edge_chunk
+        Process at most this many edges at a time (large systems: less memory, same
+        result).
+    autocast
+        ``"bfloat16"`` or ``"float16"``: mixed precision for the feature layers (see
+        :meth:`~ase_gnnp.model.GNNPModel.set_performance_options`); ``None`` for full
+        precision.
+
+    Any of the last three works on a copy of the model.
 
     Examples
     --------
@@ -106,9 +121,13 @@ class GNNPCalculator(Calculator):
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         field=None,
+        compile: bool = False,
+        edge_chunk: int | None = None,
+        autocast: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        given = model
         if isinstance(model, (str, Path)):
             model = load_model(model)
         elif not isinstance(model, GNNPModel):
@@ -123,6 +142,12 @@ class GNNPCalculator(Calculator):
         if model.dtype != self.dtype or model.scale.device != self.device:
             # convert a copy: the caller's model object is never changed
             model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
+        if autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be one of {list(AUTOCAST)}, got {autocast!r}")
+        if compile or edge_chunk is not None or autocast is not None:
+            model = copy.deepcopy(model) if model is given else model
+            model.set_performance_options(edge_chunk=edge_chunk, autocast_dtype=AUTOCAST[autocast],
+                                          compile_inference=bool(compile))  # fmt: skip
         self.model = model
         self._warned: set[int] = set()
         self.field = None

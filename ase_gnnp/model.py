@@ -7,6 +7,7 @@ import re
 import torch
 from e3nn import o3
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import Data
 
 from ase_gnnp import keys as K
@@ -38,6 +39,22 @@ def _fill_codegen_constants(module, state_dict, prefix, *args) -> None:
 
 
 __all__ = ["GNNPModel"]
+
+
+class _CompiledCache:
+    """Holds a ``torch.compile``-d network; empty again in a copy of the model."""
+
+    def __init__(self) -> None:
+        self.fn = None
+
+    def __deepcopy__(self, memo) -> _CompiledCache:
+        return _CompiledCache()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.fn = None
 
 
 class GNNPModel(nn.Module):
@@ -116,6 +133,12 @@ class GNNPModel(nn.Module):
         #: uncertainty statistics (ase_gnnp.uq.UQStatistics), kept in checkpoints beside
         #: the weights; None until ase-gnnp uq fit
         self.uq = None
+        # run-time options (not architecture, not saved): see set_performance_options
+        self.gradient_checkpointing = False
+        self.edge_chunk: int | None = None
+        self.autocast_dtype: torch.dtype | None = None
+        self.compile_inference = False
+        self._compiled = _CompiledCache()
         self.register_state_dict_post_hook(_drop_codegen_constants)
         self.register_load_state_dict_pre_hook(_fill_codegen_constants)
 
@@ -126,6 +149,87 @@ class GNNPModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.scale.dtype
+
+    def set_performance_options(
+        self,
+        gradient_checkpointing: bool | None = None,
+        edge_chunk: int | None | str = "keep",
+        autocast_dtype: torch.dtype | None | str = "keep",
+        compile_inference: bool | None = None,
+    ) -> GNNPModel:
+        """Trade memory, time and precision; the results stay the same function of the inputs.
+
+        Parameters
+        ----------
+        gradient_checkpointing
+            Keep only each interaction layer's inputs during the forward pass and recompute
+            the layer in the backward pass (``torch.utils.checkpoint``, non-reentrant, so
+            force training's double backward works): less memory for more time.
+        edge_chunk
+            Process at most this many edges at a time in every interaction, recomputing
+            each chunk's messages in the backward pass (see
+            :meth:`ase_gnnp.nn.Interaction.forward`); ``None`` for all at once. Lets
+            inference with forces reach large systems.
+        autocast_dtype
+            ``torch.bfloat16`` or ``torch.float16``: run the interaction layers and the
+            readout under ``torch.autocast`` (mixed precision); positions, edge geometry,
+            radial and angular bases, message sums, energies and their derivatives stay
+            in the model's dtype. ``None`` for full precision.
+        compile_inference
+            Evaluate energies, forces and stress through ``torch.compile`` (dynamic
+            shapes) when no second derivative is needed; training (``create_graph``) and
+            field response stay eager, since compiled graphs do not support double
+            backward. The first call compiles (a minute or more on a CPU; again for a new
+            kind of input). The compiled network shares this model's parameters.
+
+        Returns the model, for chaining. Arguments left out keep their current values.
+        """
+        if gradient_checkpointing is not None:
+            if not isinstance(gradient_checkpointing, bool):
+                raise TypeError(f"gradient_checkpointing must be True or False, got "
+                                f"{gradient_checkpointing!r}")  # fmt: skip
+            self.gradient_checkpointing = gradient_checkpointing
+        if edge_chunk != "keep":
+            if edge_chunk is not None and (
+                isinstance(edge_chunk, bool) or not isinstance(edge_chunk, int) or edge_chunk < 1
+            ):
+                raise ValueError(f"edge_chunk must be None or a positive integer, got "
+                                 f"{edge_chunk!r}")  # fmt: skip
+            self.edge_chunk = edge_chunk
+        if autocast_dtype != "keep":
+            if autocast_dtype not in (None, torch.bfloat16, torch.float16):
+                raise ValueError(f"autocast_dtype must be None, torch.bfloat16 or "
+                                 f"torch.float16, got {autocast_dtype!r}")  # fmt: skip
+            self.autocast_dtype = autocast_dtype
+        if compile_inference is not None:
+            if not isinstance(compile_inference, bool):
+                raise TypeError(f"compile_inference must be True or False, got "
+                                f"{compile_inference!r}")  # fmt: skip
+            self.compile_inference = compile_inference
+        self._compiled = _CompiledCache()  # options are baked into a compiled graph
+        return self
+
+    def _compiled_network(self):
+        """``torch.compile`` of the network of a twin model sharing these parameters.
+
+        The twin is built with e3nn's fx code generation not scripted
+        (``jit_script_fx=False``, restored afterwards), which dynamo can trace.
+        """
+        if self._compiled.fn is None:
+            import e3nn
+
+            saved = e3nn.get_optimization_defaults()
+            e3nn.set_optimization_defaults(jit_script_fx=False)
+            try:
+                twin = GNNPModel(self.config)
+            finally:
+                e3nn.set_optimization_defaults(**saved)
+            twin.load_state_dict(self.state_dict(), assign=True)
+            twin.set_performance_options(edge_chunk=self.edge_chunk,
+                                         autocast_dtype=self.autocast_dtype)  # fmt: skip
+            twin.train(self.training)
+            self._compiled.fn = torch.compile(twin._network, dynamic=True)
+        return self._compiled.fn
 
     def set_avg_num_neighbors(self, value: float) -> None:
         for layer in self.layers:
@@ -151,10 +255,18 @@ class GNNPModel(nn.Module):
             if field is None:
                 field = torch.zeros(data[K.CELL].shape[0], 3, dtype=h.dtype, device=h.device)
             h = torch.cat([h, self.field_embedding(h, field[batch_index(data)])], dim=-1)
-        for layer in self.layers:
-            h = layer(h, edge_sh, edge_radial, data[K.EDGE_INDEX])
-        latent = h
-        eps = self.readout(latent).squeeze(-1)
+        edge_index = data[K.EDGE_INDEX]
+        with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                            enabled=self.autocast_dtype is not None):  # fmt: skip
+            for layer in self.layers:
+                if self.gradient_checkpointing and torch.is_grad_enabled():
+                    h = checkpoint(layer, h, edge_sh, edge_radial, edge_index, self.edge_chunk,
+                                   use_reentrant=False)  # fmt: skip
+                else:
+                    h = layer(h, edge_sh, edge_radial, edge_index, self.edge_chunk)
+            eps = self.readout(h).squeeze(-1)
+        latent = h.to(self.dtype)
+        eps = eps.to(self.dtype)
         energies = self.scale * eps + self.shift + self.atomic_reference[numbers]
         return energies, latent, lengths
 
@@ -230,7 +342,9 @@ class GNNPModel(nn.Module):
         if field_grad:
             field = field.detach().requires_grad_(True)
             inputs.append(field)
-        energies, latent, lengths = self._network(data, pos, cell, field)
+        eager = not self.compile_inference or create_graph or field_grad
+        network = self._network if eager else self._compiled_network()
+        energies, latent, lengths = network(data, pos, cell, field)
         out = {K.LATENT: latent}
         charges = None
         if self.charge_head is not None:

@@ -1,5 +1,5 @@
-"""``ase-gnnp`` command line: train, eval, md, info, bench, elastic, phonons, ipi, peierls,
-uq, adaptive-md, report, finetune."""
+"""``ase-gnnp`` command line: train, eval, md, info, bench, profile, elastic, phonons, ipi,
+peierls, uq, adaptive-md, report, finetune."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ase_gnnp.cli import (
     md,
     peierls,
     phonons,
+    profile,
     report,
     train,
     uq,
@@ -29,6 +30,7 @@ COMMANDS = {
     "md": md,
     "info": info,
     "bench": bench,
+    "profile": profile,
     "elastic": elastic,
     "phonons": phonons,
     "ipi": ipi,
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+    argv = bench.normalise_argv(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command].run(args) or 0)

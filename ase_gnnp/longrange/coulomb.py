@@ -90,6 +90,14 @@ class Coulomb(nn.Module):
         # they stay out of checkpoints and deep copies rebuild them lazily
         self._calculators: dict[tuple, torchpme.Calculator] = {}
 
+    def set_method(self, method: str) -> None:
+        """Switch the periodic sum between ``"ewald"`` and ``"pme"`` (same accuracy target;
+        PME is faster beyond a few hundred atoms, see ``ase-gnnp bench large``)."""
+        if method not in ("ewald", "pme"):
+            raise ValueError(f"method must be 'ewald' or 'pme', got {method!r}")
+        self.method = method
+        self._calculators = {}
+
     def _calculator(self, periodic: bool, like: torch.Tensor) -> torchpme.Calculator:
         key = (periodic, like.device, like.dtype)
         if key not in self._calculators:

@@ -6,6 +6,7 @@ import torch
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 _ACTS = {1: torch.nn.functional.silu, -1: torch.tanh}
 
@@ -129,6 +130,8 @@ class Interaction(nn.Module):
         self.radial = FullyConnectedNet(
             [num_radial, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
         )
+        #: width of the per-edge messages (a plain int: no irreps work in forward)
+        self.message_dim = irreps_mid.dim
 
         scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_out if ir.l == 0])
         gated = o3.Irreps([(m, ir) for m, ir in self.irreps_out if ir.l > 0])
@@ -156,6 +159,7 @@ class Interaction(nn.Module):
         edge_sh: torch.Tensor,
         edge_radial: torch.Tensor,
         edge_index: torch.Tensor,
+        edge_chunk: int | None = None,
     ) -> torch.Tensor:
         """Update node features.
 
@@ -165,12 +169,34 @@ class Interaction(nn.Module):
         edge_sh : (E, irreps_sh.dim)
         edge_radial : (E, num_radial)
         edge_index : (2, E), row 0 the receiving centre atom
+        edge_chunk
+            Build and sum the messages of at most this many edges at a time, each chunk
+            recomputed in the backward pass instead of stored: the per-edge tensor-product
+            weights and messages (the largest tensors of the model) then never exist for
+            all edges at once. Same result; for large systems. ``None``: all edges at once.
+
+        Notes
+        -----
+        Messages are summed in the dtype of ``edge_radial`` (the model's dtype), also when
+        the features run in a lower precision under ``torch.autocast``.
         """
         centre, neighbour = edge_index
-        weights = self.radial(edge_radial)
-        messages = self.tp(self.linear_up(h)[neighbour], edge_sh, weights)
-        agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
-        agg = agg.index_add_(0, centre, messages) / self.avg_num_neighbors.to(h.dtype)
+        x = self.linear_up(h)
+        agg = torch.zeros(h.shape[0], self.message_dim, dtype=edge_radial.dtype,
+                          device=h.device)  # fmt: skip
+        num_edges = centre.shape[0]
+        if edge_chunk is None or edge_chunk >= num_edges:
+            agg = agg.index_add(0, centre, self._messages(x, edge_sh, edge_radial, neighbour))
+        else:
+            for start in range(0, num_edges, edge_chunk):
+                part = slice(start, start + edge_chunk)
+                args = (x, edge_sh[part], edge_radial[part], neighbour[part])
+                if torch.is_grad_enabled():
+                    messages = checkpoint(self._messages, *args, use_reentrant=False)
+                else:
+                    messages = self._messages(*args)
+                agg = agg.index_add(0, centre[part], messages)
+        agg = agg / self.avg_num_neighbors.to(agg.dtype)
         if self.correlation > 1:
             basis = self.linear_basis(agg)
             term, agg = basis, basis
@@ -178,3 +204,14 @@ class Interaction(nn.Module):
                 term = product(term, basis)
                 agg = agg + term
         return self.gate(self.linear_down(agg)) + self.self_connection(h)
+
+    def _messages(
+        self,
+        x: torch.Tensor,
+        edge_sh: torch.Tensor,
+        edge_radial: torch.Tensor,
+        neighbour: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-edge messages (E, irreps_mid.dim) in the dtype of ``edge_radial``."""
+        messages = self.tp(x[neighbour], edge_sh, self.radial(edge_radial))
+        return messages.to(edge_radial.dtype)
