@@ -89,3 +89,12 @@ def test_compiled_inference_matches_eager():
         assert out["energy"] == pytest.approx(ref["energy"], abs=1e-10)
         np.testing.assert_allclose(out["forces"], ref["forces"], atol=1e-10)
         np.testing.assert_allclose(out["stress"], ref["stress"], atol=1e-12)
+
+
+def test_bench_md_with_performance_options(capsys):
+    args = ["bench", "--model", "sige-small", "--sizes", "8", "--steps", "2", "--threads", "1",
+            "--edge-chunk", "40", "--autocast", "bfloat16", "--json"]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["edge_chunk"] == 40 and report["autocast"] == "bfloat16"
+    assert report["throughput"][0]["atom_steps_per_s"] > 0

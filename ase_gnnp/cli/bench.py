@@ -65,22 +65,35 @@ def add_md_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512, 4096])
     parser.add_argument("--steps", type=int, default=10, help="MD steps per size (after warm-up)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the inference (the warm-up step compiles)")  # fmt: skip
+    parser.add_argument("--autocast", choices=("bfloat16", "float16"), default=None,
+                        help="mixed precision of the feature layers")  # fmt: skip
+    parser.add_argument("--edge-chunk", type=int, default=None, help="edges per chunk")
     parser.add_argument("--json", action="store_true")
 
 
 def run_md(args: argparse.Namespace) -> int:
     setup_threads(args.threads)
-    calc = GNNPCalculator(args.model, device=args.device, dtype=DTYPES.get(args.dtype))
+    calc = GNNPCalculator(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
+                          compile=args.compile, autocast=args.autocast,
+                          edge_chunk=args.edge_chunk)  # fmt: skip
     rows = []
     for n in args.sizes:
         res = md_throughput(calc, n, steps=args.steps + 1)
         rows.append({k: res[k] for k in ("natoms", "wall_s", "atom_steps_per_s")})
         rows[-1]["steps"] = args.steps  # timed steps, after one warm-up step
-    meta = {"model": args.model, "dtype": str(calc.dtype), "threads": torch.get_num_threads()}
+    meta = {"model": args.model, "dtype": str(calc.dtype), "threads": torch.get_num_threads(),
+            "compile": args.compile, "autocast": args.autocast,
+            "edge_chunk": args.edge_chunk}  # fmt: skip
     if args.json:
         print(json.dumps({**meta, "throughput": rows}, indent=2))
         return 0
-    print(f"model {args.model}, {meta['dtype']}, {meta['threads']} threads, NVE forces+stress")
+    extras = [k for k in ("compile", "autocast", "edge_chunk") if meta[k]]
+    extra = "".join(f", {k} {meta[k]}" for k in extras)
+    print(
+        f"model {args.model}, {meta['dtype']}, {meta['threads']} threads{extra}, NVE forces+stress"
+    )
     print(f"{'atoms':>8}{'steps':>8}{'wall s':>10}{'atom-steps/s':>16}")
     for r in rows:
         print(f"{r['natoms']:>8}{r['steps']:>8}{r['wall_s']:>10.2f}{r['atom_steps_per_s']:>16.0f}")
