@@ -14,16 +14,14 @@ from torch.utils.checkpoint import checkpoint
 from ase_gnnp import ModelConfig, save_model
 from ase_gnnp.cli import main
 from ase_gnnp.perf.memory import (
-    checkpointing_study,
     fit_line,
     fit_power_law,
-    largest_system,
     make_case,
-    memory_scan,
     peak_memory,
     run_step,
     si_supercell,
 )
+from ase_gnnp.perf.memory_studies import checkpointing_study, largest_system, memory_scan
 from ase_gnnp.perf.precision import precision_calculator, precision_study
 
 TINY = ModelConfig(cutoff=4.0, channels=8, lmax=1, num_layers=2)

@@ -83,7 +83,7 @@ def _options(args: argparse.Namespace) -> dict:
 
 def run_memory(args: argparse.Namespace) -> int:
     from ase_gnnp.config import ModelConfig
-    from ase_gnnp.perf.memory import largest_system, memory_scan, plot_memory
+    from ase_gnnp.perf.memory_studies import largest_system, memory_scan, plot_memory
 
     setup_threads(args.threads)
     paths = study_paths(args.out, "memory", args.force)
@@ -142,7 +142,7 @@ def run_memory(args: argparse.Namespace) -> int:
 
 def run_checkpointing(args: argparse.Namespace) -> int:
     from ase_gnnp.config import ModelConfig
-    from ase_gnnp.perf.memory import checkpointing_study, plot_checkpointing
+    from ase_gnnp.perf.memory_studies import checkpointing_study, plot_checkpointing
 
     setup_threads(args.threads)
     paths = study_paths(args.out, "checkpointing", args.force)

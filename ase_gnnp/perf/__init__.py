@@ -1,10 +1,10 @@
 """Performance tools: roofline profile, memory scaling, mixed precision, large systems."""
 
-from ase_gnnp.perf.memory import (
+from ase_gnnp.perf.memory import peak_memory
+from ase_gnnp.perf.memory_studies import (
     checkpointing_study,
     largest_system,
     memory_scan,
-    peak_memory,
     plot_checkpointing,
     plot_memory,
 )
