@@ -431,3 +431,18 @@ def test_fine_tuning_with_frozen_layers_changes_only_the_rest(tiny_dataset, tmp_
     for name, p in tuned.model.named_parameters():
         same = torch.equal(before[name], p.detach())
         assert same == (name.startswith(("layers.", "radial.", "embedding.mlp."))), name
+
+
+def test_gradient_checkpointing_trains_the_same_weights(tiny_dataset, tmp_path):
+    runs = {}
+    for flag in (False, True):
+        out = tmp_path / f"ckpt_{flag}"
+        trainer = Trainer(_config(tiny_dataset, out, epochs=1, dtype="float64",
+                                  gradient_checkpointing=flag), progress=False)  # fmt: skip
+        assert trainer.model.gradient_checkpointing is flag
+        trainer.run()
+        runs[flag] = _final_weights(out)["model"]
+    for key, value in runs[False].items():
+        torch.testing.assert_close(runs[True][key], value, rtol=1e-9, atol=1e-12)
+    with pytest.raises(TypeError, match="gradient_checkpointing"):
+        _config(tiny_dataset, tmp_path, gradient_checkpointing="yes")

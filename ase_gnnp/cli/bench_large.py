@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-chunk", type=int, default=262144)
     parser.add_argument("--unchunked-max", type=int, default=32768,
                         help="largest size also run with all edges at once")  # fmt: skip
-    parser.add_argument("--coulomb-sizes", type=int, nargs="*", default=[64, 512, 1728, 4096, 8000],
+    parser.add_argument("--coulomb-sizes", type=int, nargs="*", default=[64, 216, 512, 1000, 1728],
                         help="rock-salt sizes of the Ewald/PME timing (none: skip it)")  # fmt: skip
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--threads", type=int, default=1)

@@ -117,7 +117,8 @@ def run_memory(args: argparse.Namespace) -> int:
         f = report["vs_layers"][mode].get("fit")
         if f:
             print(f"{mode}: {f['slope'] / MIB:.1f} MiB per layer + {f['intercept'] / MIB:.1f} "
-                  f"MiB (lmax {s['fixed_lmax']}; max rel. residual "
+                  f"MiB (lmax {s['fixed_lmax']}, from {report['vs_layers'][mode]['fit_from']} "
+                  f"layers on; max rel. residual "
                   f"{100 * f['max_rel_residual']:.1f} %)")  # fmt: skip
         f = report["vs_lmax"][mode].get("fit")
         if f:

@@ -99,7 +99,7 @@ def _rocksalt(natoms: int, rng: np.random.Generator):
 
 
 def coulomb_scaling(
-    sizes: Sequence[int] = (64, 512, 1728, 4096, 8000),
+    sizes: Sequence[int] = (64, 216, 512, 1000, 1728),
     methods: Sequence[str] = ("ewald", "pme"),
     repeats: int = 3,
     dtype: torch.dtype = torch.float64,

@@ -49,8 +49,16 @@ def memory_scan(
     dict
         ``settings``, ``points`` (one :func:`peak_memory` row each, plus ``lmax`` and
         ``num_layers``), ``vs_layers[mode]`` (``layers``, ``peak_bytes``, ``fit`` =
-        :func:`fit_line`: ``slope`` is bytes per layer) and ``vs_lmax[mode]`` (``lmax``,
-        ``peak_bytes``, ``fit`` = :func:`fit_power_law` in ``lmax + 1``).
+        :func:`fit_line` over the depths from ``fit_from`` on: ``slope`` is bytes per
+        layer) and ``vs_lmax[mode]`` (``lmax``, ``peak_bytes``, ``fit`` =
+        :func:`fit_power_law` in ``lmax + 1``).
+
+    Notes
+    -----
+    The last interaction layer outputs scalars only and the first one takes the scalar
+    embedding, so the memory of a model grows linearly only from three layers on, where
+    another identical interior layer is added: the depth fit starts there (at the
+    smallest depth if fewer than two depths >= 3 were measured).
     """
     modes = list(modes)
     for mode in modes:
@@ -81,8 +89,12 @@ def memory_scan(
         ns = [nl for nl in dict.fromkeys(layers) if ((fixed_lmax, nl), mode) in rows]
         peaks = [rows[(fixed_lmax, nl), mode]["peak_bytes"] for nl in ns]
         entry = {"layers": ns, "peak_bytes": peaks}
-        if len(ns) >= 2:
-            entry["fit"] = fit_line(ns, peaks)
+        interior = [(n, p) for n, p in zip(ns, peaks) if n >= 3]
+        if len(interior) < 2:
+            interior = list(zip(ns, peaks))
+        if len(interior) >= 2:
+            entry["fit"] = fit_line(*zip(*interior))
+            entry["fit_from"] = min(n for n, _ in interior)
         result["vs_layers"][mode] = entry
     return result
 
@@ -208,7 +220,7 @@ def plot_memory(scan: dict, path: str | Path) -> Path:
         ax2.plot(e["layers"], np.asarray(e["peak_bytes"]) / mib, "o", color=color, label=mode)
         if "fit" in e:
             f = e["fit"]
-            x = np.asarray([min(e["layers"]), max(e["layers"])], float)
+            x = np.asarray([e.get("fit_from", min(e["layers"])), max(e["layers"])], float)
             ax2.plot(x, (f["intercept"] + f["slope"] * x) / mib, "-", color=color,
                      label=f"{mode}: {f['slope'] / mib:.1f} MiB/layer")  # fmt: skip
     s = scan["settings"]

@@ -135,6 +135,7 @@ class Trainer:
         else:
             model = GNNPModel(config.model).to(self.dtype)
         self.model = model.train()
+        self.model.set_performance_options(gradient_checkpointing=config.gradient_checkpointing)
         self._load_data()
         self.weights = {
             "energy": config.energy_weight,
