@@ -98,3 +98,13 @@ def test_bench_md_with_performance_options(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["edge_chunk"] == 40 and report["autocast"] == "bfloat16"
     assert report["throughput"][0]["atom_steps_per_s"] > 0
+
+
+def test_allocator_tuning():
+    from ase_gnnp.perf.allocator import tune_cpu_allocator
+
+    assert tune_cpu_allocator() is True  # glibc on Linux: every setting accepted
+    with pytest.raises(ValueError, match="mmap_threshold"):
+        tune_cpu_allocator(mmap_threshold=-1)
+    with pytest.raises(ValueError, match="top_pad"):
+        tune_cpu_allocator(top_pad=2**40)

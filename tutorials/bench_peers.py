@@ -215,6 +215,13 @@ def _clean_env(threads: int | None = None, extra_path: Path | None = None) -> di
     return env
 
 
+#: glibc malloc settings of every measured process unless --system-malloc: freed memory
+#: stays in the process (as ``ase_gnnp.perf.allocator.tune_cpu_allocator``, which the
+#: ``ase-gnnp`` MD commands apply), the same for every model
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**31 - 1), "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
+              "MALLOC_TOP_PAD_": str(2**28)}  # fmt: skip
+
+
 # ------------------------------------------------------------------ measurements
 def run_worker(
     python: Path,
@@ -224,6 +231,7 @@ def run_worker(
     threads: int,
     gnnp_config: dict | None = None,
     timeout: float = 3600.0,
+    tune_malloc: bool = True,
 ) -> dict:
     """One measurement in a fresh process; the worker's result dict, or ``{"error": ...}``."""
     command = [str(python), str(WORKER), kind, "--natoms", str(natoms), "--steps", str(steps)]
@@ -232,6 +240,8 @@ def run_worker(
         command += ["--gnnp-config", json.dumps(gnnp_config)]
     own = kind in OWN_KINDS
     env = _clean_env(threads, extra_path=ROOT if own else None)
+    if tune_malloc:
+        env.update(MALLOC_ENV)
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout
@@ -352,6 +362,7 @@ def run_benchmark(
     gnnp_config: dict | None = None,
     torch_spec: str = DEFAULT_TORCH,
     timeout: float = 3600.0,
+    tune_malloc: bool = True,
 ) -> dict:
     """Measure every row at every size; return the report (see the module docstring)."""
     check_options(peers, sizes, steps, threads)
@@ -370,7 +381,8 @@ def run_benchmark(
         python = Path(sys.executable) if kind in OWN_KINDS else peer_python
         print(f"[{k}/{len(jobs)}] {labels[kind]}, {natoms} atoms, {steps} steps ...", flush=True)
         t0 = time.perf_counter()
-        result = run_worker(python, kind, natoms, steps, threads, gnnp_config, timeout)
+        result = run_worker(python, kind, natoms, steps, threads, gnnp_config, timeout,
+                            tune_malloc)  # fmt: skip
         result["label"] = labels[kind]
         took = time.perf_counter() - t0
         if "error" in result:
@@ -394,6 +406,7 @@ def run_benchmark(
         "timed_steps": steps,
         "sizes": sizes,
         "dtype": "float32 for all models",
+        "malloc": MALLOC_ENV if tune_malloc else "glibc defaults",
         "protocol": (
             "diamond Si supercell (a = 5.432 Å) rattled by 0.02 Å, velocities at 300 K, NVE "
             "velocity Verlet at 1 fs; one energy call and one warm-up step, then the timed "
@@ -457,6 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for bench_peers.json/.png (default tutorials/figures; replaced if present)",
     )
     parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="glibc's default allocator settings for every model (default: freed memory "
+        "stays in each process, as the ase-gnnp MD commands do)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: 64 atoms, 2 steps (overrides --sizes, --steps)",
@@ -475,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             args.gnnp_config,
             args.torch,
             args.timeout,
+            not args.system_malloc,
         )
     except (ValueError, RuntimeError) as error:
         parser.exit(2, f"error: {error}\n")

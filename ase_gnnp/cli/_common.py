@@ -50,3 +50,18 @@ def read_structure(spec: str):
     state = reference_states[atomic_numbers[spec]] or {}
     cubic = state.get("symmetry") in ("fcc", "bcc", "diamond", "sc")
     return bulk(spec, cubic=cubic)
+
+
+def add_malloc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--system-malloc", action="store_true",
+        help="keep glibc's default allocator settings (by default freed memory stays in the "
+             "process for the next step, see ase_gnnp.perf.allocator)",
+    )  # fmt: skip
+
+
+def setup_malloc(args: argparse.Namespace) -> None:
+    if not args.system_malloc:
+        from ase_gnnp.perf.allocator import tune_cpu_allocator
+
+        tune_cpu_allocator()

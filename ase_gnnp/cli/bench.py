@@ -14,7 +14,13 @@ import json
 import torch
 
 from ase_gnnp.calculator import GNNPCalculator
-from ase_gnnp.cli._common import DTYPES, add_model_options, setup_threads
+from ase_gnnp.cli._common import (
+    DTYPES,
+    add_malloc_option,
+    add_model_options,
+    setup_malloc,
+    setup_threads,
+)
 from ase_gnnp.md import md_throughput
 
 HELP = "benchmarks: MD throughput (default), memory, checkpointing, precision, large systems"
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_md_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
+    add_malloc_option(parser)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512, 4096])
     parser.add_argument("--steps", type=int, default=10, help="MD steps per size (after warm-up)")
     parser.add_argument("--compile", action="store_true",
@@ -75,6 +82,7 @@ def add_md_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_md(args: argparse.Namespace) -> int:
     setup_threads(args.threads)
+    setup_malloc(args)
     calc = GNNPCalculator(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
                           compile=args.compile, autocast=args.autocast,
                           edge_chunk=args.edge_chunk)  # fmt: skip

@@ -6,13 +6,21 @@ import argparse
 import sys
 import time
 
-from ase_gnnp.cli._common import DTYPES, add_model_options, read_structure, setup_threads
+from ase_gnnp.cli._common import (
+    DTYPES,
+    add_malloc_option,
+    add_model_options,
+    read_structure,
+    setup_malloc,
+    setup_threads,
+)
 
 HELP = "serve the model to a running i-PI as a socket client (PIMD and any i-PI dynamics)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
+    add_malloc_option(parser)
     parser.set_defaults(threads=1)  # several clients share a machine: one thread each
     parser.add_argument("--structure", required=True,
                         help="i-PI's initial structure (species and their order)")  # fmt: skip
@@ -31,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ase_gnnp.integrations.ipi import serve
 
     setup_threads(args.threads)
+    setup_malloc(args)
     if args.teacher == "tersoff":
         from ase_gnnp.teachers import tersoff_sige
 

@@ -9,7 +9,13 @@ from pathlib import Path
 from ase.io import read
 
 from ase_gnnp.calculator import GNNPCalculator
-from ase_gnnp.cli._common import DTYPES, add_model_options, setup_threads
+from ase_gnnp.cli._common import (
+    DTYPES,
+    add_malloc_option,
+    add_model_options,
+    setup_malloc,
+    setup_threads,
+)
 from ase_gnnp.md import diamond_supercell, fresh_path, run_md
 
 HELP = "run Langevin or NVE MD, write a trajectory and print throughput (atom-steps/s)"
@@ -17,6 +23,7 @@ HELP = "run Langevin or NVE MD, write a trajectory and print throughput (atom-st
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
+    add_malloc_option(parser)
     parser.add_argument(
         "--structure", help="structure file read by ase.io (default: 64-atom diamond Si)"
     )
@@ -38,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup_threads(args.threads)
+    setup_malloc(args)
     atoms = read(args.structure) if args.structure else diamond_supercell(64)
     if args.supercell:
         atoms = atoms * tuple(args.supercell)
