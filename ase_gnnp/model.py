@@ -180,7 +180,9 @@ class GNNPModel(nn.Module):
             shapes) when no second derivative is needed; training (``create_graph``) and
             field response stay eager, since compiled graphs do not support double
             backward. The first call compiles (a minute or more on a CPU; again for a new
-            kind of input). The compiled network shares this model's parameters.
+            kind of input). The compiled network shares this model's parameters. On a CPU
+            it runs with one torch thread only (a ValueError otherwise): with two, the
+            kernels torch 2.13's inductor generated for this model corrupted the heap.
 
         Returns the model, for chaining. Arguments left out keep their current values.
         """
@@ -343,6 +345,12 @@ class GNNPModel(nn.Module):
             field = field.detach().requires_grad_(True)
             inputs.append(field)
         eager = not self.compile_inference or create_graph or field_grad
+        if not eager and pos.device.type == "cpu" and torch.get_num_threads() > 1:
+            raise ValueError(
+                f"compiled inference on CPU runs with one torch thread only (with "
+                f"{torch.get_num_threads()}, inductor's kernels of torch 2.13 corrupted the heap "
+                f"here): call torch.set_num_threads(1) or leave compile off"
+            )
         network = self._network if eager else self._compiled_network()
         energies, latent, lengths = network(data, pos, cell, field)
         out = {K.LATENT: latent}

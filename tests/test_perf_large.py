@@ -11,6 +11,7 @@ from ase.build import bulk
 
 from ase_gnnp import GNNPCalculator, GNNPModel, ModelConfig
 from ase_gnnp.cli import main
+from ase_gnnp.graph import atoms_to_batch
 from ase_gnnp.longrange import Coulomb
 from ase_gnnp.perf.large import coulomb_scaling, large_inference
 
@@ -108,3 +109,15 @@ def test_allocator_tuning():
         tune_cpu_allocator(mmap_threshold=-1)
     with pytest.raises(ValueError, match="top_pad"):
         tune_cpu_allocator(top_pad=2**40)
+
+
+def test_compiled_inference_refuses_several_cpu_threads():
+    model = GNNPModel(TINY).set_performance_options(compile_inference=True)
+    data = atoms_to_batch([bulk("Si", cubic=True)], TINY.cutoff)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(ValueError, match="one torch thread"):
+            model(data, forces=True)
+    finally:
+        torch.set_num_threads(previous)
