@@ -196,7 +196,11 @@ class Interaction(nn.Module):
                 else:
                     messages = self._messages(*args)
                 agg = agg.index_add(0, centre[part], messages)
-        agg = agg / self.avg_num_neighbors.to(agg.dtype)
+        return self.update(h, agg / self.avg_num_neighbors.to(agg.dtype))
+
+    def update(self, h: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        """Node update from the normalised message sum ``agg`` (N, message_dim): the
+        product basis (``correlation > 1``), linear map, gate and self-connection."""
         if self.correlation > 1:
             basis = self.linear_basis(agg)
             term, agg = basis, basis

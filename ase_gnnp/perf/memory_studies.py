@@ -196,6 +196,21 @@ def checkpointing_study(
 
 
 # ---------------------------------------------------------------- plots
+def _finish(fig, axes, path: str | Path) -> Path:
+    """Integer x ticks, legends and grids on ``axes``; save ``fig`` to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_memory(scan: dict, path: str | Path) -> Path:
     """Two panels, peak step memory (MiB) against lmax and against depth, measured points
     and fitted curves for each mode; PNG."""
@@ -203,7 +218,6 @@ def plot_memory(scan: dict, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     mib = 2.0**20
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -228,14 +242,7 @@ def plot_memory(scan: dict, path: str | Path) -> Path:
             title=f"{s['fixed_layers']} layers, {s['channels']} channels")  # fmt: skip
     ax2.set(xlabel="interaction layers", ylabel="peak step memory (MiB)",
             title=f"lmax {s['fixed_lmax']}, {s['natoms']} atoms")  # fmt: skip
-    for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, (ax1, ax2), path)
 
 
 def plot_checkpointing(result: dict, path: str | Path) -> Path:
@@ -245,7 +252,6 @@ def plot_checkpointing(result: dict, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     rows = result["rows"]
     depth = np.array([r["num_layers"] for r in rows])
@@ -256,11 +262,4 @@ def plot_checkpointing(result: dict, path: str | Path) -> Path:
     ax1.set(xlabel="interaction layers", ylabel="peak training-step memory (MiB)",
             title=f"{result['natoms']} atoms")  # fmt: skip
     ax2.set(xlabel="interaction layers", ylabel="step time (s)")
-    for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, (ax1, ax2), path)

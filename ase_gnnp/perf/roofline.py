@@ -210,14 +210,8 @@ def profile_model(
             add(_stage("scatter" + tag, scatter, device, repeats))
 
             def node(h=h, agg=agg, layer=layer):
-                layer.linear_up(h)
-                if layer.correlation > 1:
-                    basis = layer.linear_basis(agg)
-                    term, agg = basis, basis
-                    for product in layer.products:
-                        term = product(term, basis)
-                        agg = agg + term
-                return layer.gate(layer.linear_down(agg)) + layer.self_connection(h)
+                layer.linear_up(h)  # the input map of the layer, counted with its update
+                return layer.update(h, agg)
 
             h = node()
             add(_stage("node update" + tag, node, device, repeats))
