@@ -60,3 +60,29 @@ def test_cuda_long_range_field_model_matches_cpu():
                 np.asarray(cpu.get_property(p, atoms)),
                 rtol=1e-8, atol=1e-9, err_msg=p,
             )  # fmt: skip
+
+
+def test_cuda_roofline_profile_and_peak_memory():
+    """The profiler and the memory measurement run on the GPU with its own roofs."""
+    from ase_gnnp import ModelConfig
+    from ase_gnnp.perf.memory import peak_memory
+    from ase_gnnp.perf.roofline import machine_peaks, profile_model
+
+    model = load_model("sige-small", device="cuda")
+    peaks = machine_peaks("cuda", torch.float32, matmul_size=2048, stream_bytes=64 * 2**20)
+    report = profile_model(model, make_bulk(), peaks, repeats=2)
+    assert report["machine"]["device"].startswith("cuda")
+    assert report["energy_check"] < 1e-3
+    assert all(s["time_s"] > 0 for s in report["stages"])
+    config = ModelConfig(cutoff=4.0, channels=8, lmax=1)
+    small, large = (peak_memory(config, n, "infer", device="cuda") for n in (64, 512))
+    assert 0 < small["peak_bytes"] < large["peak_bytes"]
+
+
+def test_cuda_mixed_precision_and_edge_chunks():
+    ref = GNNPCalculator("sige-small", device="cuda")
+    for options in ({"edge_chunk": 100}, {"autocast": "bfloat16"}):
+        other = GNNPCalculator("sige-small", device="cuda", **options)
+        atoms = make_bulk()
+        error = np.abs(other.get_forces(atoms) - ref.get_forces(atoms)).max()
+        assert error < (1e-5 if "edge_chunk" in options else 0.05), options
