@@ -135,6 +135,10 @@ class GNNPCalculator(Calculator):
                 f"model must be a checkpoint path, a shipped model name or a GNNPModel, "
                 f"got {type(model).__name__}"
             )
+        if autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be one of {list(AUTOCAST)}, got {autocast!r}")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}")
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
         self.device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0"
@@ -142,12 +146,15 @@ class GNNPCalculator(Calculator):
         if model.dtype != self.dtype or model.scale.device != self.device:
             # convert a copy: the caller's model object is never changed
             model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
-        if autocast not in AUTOCAST:
-            raise ValueError(f"autocast must be one of {list(AUTOCAST)}, got {autocast!r}")
         if compile or edge_chunk is not None or autocast is not None:
             model = copy.deepcopy(model) if model is given else model
-            model.set_performance_options(edge_chunk=edge_chunk, autocast_dtype=AUTOCAST[autocast],
-                                          compile_inference=bool(compile))  # fmt: skip
+            model.set_performance_options(
+                edge_chunk=edge_chunk if edge_chunk is not None else "keep",
+                autocast_dtype=AUTOCAST[autocast] if autocast is not None else "keep",
+                compile_inference=True if compile else None,
+            )
+            if compile:
+                model.eval()  # compiled inference runs in evaluation mode only
         self.model = model
         self._warned: set[int] = set()
         self.field = None

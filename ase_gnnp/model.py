@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import torch
@@ -183,6 +184,7 @@ class GNNPModel(nn.Module):
             kind of input). The compiled network shares this model's parameters. On a CPU
             it runs with one torch thread only (a ValueError otherwise): with two, the
             kernels torch 2.13's inductor generated for this model corrupted the heap.
+            Used in evaluation mode only, and not together with ``edge_chunk``.
 
         Returns the model, for chaining. Arguments left out keep their current values.
         """
@@ -208,8 +210,23 @@ class GNNPModel(nn.Module):
                 raise TypeError(f"compile_inference must be True or False, got "
                                 f"{compile_inference!r}")  # fmt: skip
             self.compile_inference = compile_inference
+        if self.compile_inference and self.edge_chunk is not None:
+            self.compile_inference = False
+            raise ValueError(
+                "compile_inference and edge_chunk exclude each other: the chunk loop over a "
+                "changing number of edges would recompile each time"
+            )
         self._compiled = _CompiledCache()  # options are baked into a compiled graph
         return self
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .double(), .cuda() ... make new tensors: a compiled twin would keep the old
+        self._compiled = _CompiledCache()
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._compiled = _CompiledCache()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def _compiled_network(self):
         """``torch.compile`` of the network of a twin model sharing these parameters.
@@ -258,8 +275,13 @@ class GNNPModel(nn.Module):
                 field = torch.zeros(data[K.CELL].shape[0], 3, dtype=h.dtype, device=h.device)
             h = torch.cat([h, self.field_embedding(h, field[batch_index(data)])], dim=-1)
         edge_index = data[K.EDGE_INDEX]
-        with torch.autocast(h.device.type, dtype=self.autocast_dtype or torch.bfloat16,
-                            enabled=self.autocast_dtype is not None):  # fmt: skip
+        mixed = self.autocast_dtype is not None
+        if mixed and self.dtype == torch.float64:
+            raise ValueError("autocast_dtype needs a float32 model: autocast leaves float64 "
+                             "tensors in float64")  # fmt: skip
+        precision = (torch.autocast(h.device.type, dtype=self.autocast_dtype) if mixed
+                     else contextlib.nullcontext())  # fmt: skip
+        with precision:
             for layer in self.layers:
                 if self.gradient_checkpointing and torch.is_grad_enabled():
                     h = checkpoint(layer, h, edge_sh, edge_radial, edge_index, self.edge_chunk,
@@ -344,7 +366,9 @@ class GNNPModel(nn.Module):
         if field_grad:
             field = field.detach().requires_grad_(True)
             inputs.append(field)
-        eager = not self.compile_inference or create_graph or field_grad
+        # compiled: inference only (no double backward; gradients of the twin's parameters
+        # would not reach this model's, so never while training)
+        eager = not self.compile_inference or create_graph or field_grad or self.training
         if not eager and pos.device.type == "cpu" and torch.get_num_threads() > 1:
             raise ValueError(
                 f"compiled inference on CPU runs with one torch thread only (with "

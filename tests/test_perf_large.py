@@ -90,6 +90,9 @@ def test_compiled_inference_matches_eager():
         assert out["energy"] == pytest.approx(ref["energy"], abs=1e-10)
         np.testing.assert_allclose(out["forces"], ref["forces"], atol=1e-10)
         np.testing.assert_allclose(out["stress"], ref["stress"], atol=1e-12)
+    assert compiled.model._compiled.fn is not None  # the compiled path was taken
+    compiled.model.double()  # new tensors: the compiled twin is dropped
+    assert compiled.model._compiled.fn is None
 
 
 def test_bench_md_with_performance_options(capsys):
@@ -111,8 +114,21 @@ def test_allocator_tuning():
         tune_cpu_allocator(top_pad=2**40)
 
 
+def test_compile_and_edge_chunk_exclude_each_other():
+    with pytest.raises(ValueError, match="exclude each other"):
+        GNNPModel(TINY).set_performance_options(compile_inference=True, edge_chunk=100)
+    with pytest.raises(TypeError, match="compile"):
+        GNNPCalculator(GNNPModel(TINY), compile="no")
+
+
+def test_autocast_needs_a_float32_model():
+    model = GNNPModel(TINY).double().set_performance_options(autocast_dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="float32"):
+        model(atoms_to_batch([bulk("Si", cubic=True)], TINY.cutoff, torch.float64))
+
+
 def test_compiled_inference_refuses_several_cpu_threads():
-    model = GNNPModel(TINY).set_performance_options(compile_inference=True)
+    model = GNNPModel(TINY).eval().set_performance_options(compile_inference=True)
     data = atoms_to_batch([bulk("Si", cubic=True)], TINY.cutoff)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -186,16 +186,17 @@ class Interaction(nn.Module):
                           device=h.device)  # fmt: skip
         num_edges = centre.shape[0]
         if edge_chunk is None or edge_chunk >= num_edges:
-            agg = agg.index_add(0, centre, self._messages(x, edge_sh, edge_radial, neighbour))
+            agg.index_add_(0, centre, self._messages(x, edge_sh, edge_radial, neighbour))
         else:
             for start in range(0, num_edges, edge_chunk):
                 part = slice(start, start + edge_chunk)
                 args = (x, edge_sh[part], edge_radial[part], neighbour[part])
                 if torch.is_grad_enabled():
-                    messages = checkpoint(self._messages, *args, use_reentrant=False)
+                    messages = checkpoint(self._messages, *args, use_reentrant=False,
+                                          preserve_rng_state=False)  # fmt: skip
                 else:
                     messages = self._messages(*args)
-                agg = agg.index_add(0, centre[part], messages)
+                agg.index_add_(0, centre[part], messages)
         return self.update(h, agg / self.avg_num_neighbors.to(agg.dtype))
 
     def update(self, h: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:

@@ -31,10 +31,11 @@ _MOVE = {
     aten.arange, aten.scalar_tensor, aten.where, aten.masked_fill, aten._unsafe_index,
     aten.constant_pad_nd, aten.embedding, aten.embedding_dense_backward,
     aten.select_backward, aten.slice_backward, aten.expand_copy, aten.flip, aten.roll,
-    aten.tril, aten.triu, aten.eye, aten.empty_like, aten.new_empty_strided,
+    aten.tril, aten.triu, aten.eye,
 }  # fmt: skip
 _FREE = {aten.empty, aten.empty_strided, aten.new_empty, aten.detach, aten.alias, aten.view,
-         aten._unsafe_view, aten._reshape_alias, aten.as_strided,
+         aten._unsafe_view, aten._reshape_alias, aten.as_strided, aten.empty_like,
+         aten.new_empty_strided,
          aten._local_scalar_dense, aten.sym_size, aten.sym_stride, aten.sym_numel}  # fmt: skip
 # FLOPs per element of the input (reductions) or of the scattered source
 _REDUCE = {aten.sum, aten.mean, aten.amax, aten.amin, aten.max, aten.min, aten.prod,
@@ -95,10 +96,14 @@ class OpCounter(TorchDispatchMode):
             flops = int(flop_registry[packet](*args, **kwargs, out_val=out))
             self.matmul_flops += flops
         elif packet in _SCATTER_ADD:
-            source = args[3] if packet in (aten.index_add, aten.index_add_) else args[-1]
+            source = args[3] if len(args) > 3 else None  # (self, dim, index, source/src, ...)
             flops = source.numel() if isinstance(source, torch.Tensor) else 0
+        elif packet in (aten.index_put, aten.index_put_) and (
+            kwargs.get("accumulate") or (len(args) > 3 and args[3] is True)
+        ):  # scatter-add of the values (e.g. the backward of a gather)
+            flops = args[2].numel()
         elif packet in _REDUCE:
-            flops = max((t.numel() for t in inputs), default=0)
+            flops = max((t.numel() for t in inputs if t.is_floating_point()), default=0)
         elif packet in _MOVE:
             flops = 0
         else:  # elementwise arithmetic: one operation per output element
