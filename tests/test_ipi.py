@@ -219,7 +219,10 @@ def test_run_with_clients_two_clients_give_the_positions_of_one(tmp_path):
         np.testing.assert_array_equal(run.steps, np.arange(4))
         assert len(run.evaluations) == n and sum(run.evaluations) == 4 * 2  # 4 calls × 2 beads
         assert min(run.evaluations) > 0  # the beads were shared, not served by one client
-        assert run.seconds_per_step(1) > 0 and np.all(np.diff(run.times) >= 0)
+        # 8-atom steps take milliseconds, below the line timing's resolution (lines flushed
+        # together are read at once): the timing is checked for order, not for size
+        assert run.seconds_per_step(1) >= 0 and np.all(np.diff(run.times) >= 0)
+        assert run.seconds > run.times[-1] - run.times[0] >= 0
         if sys.platform.startswith("linux"):  # CPU times from /proc
             assert min(run.cpu_per_step(1)) >= 0 and run.cpu_at_lines.shape == (4, 2)
         assert "Exiting cleanly" in run.output

@@ -442,7 +442,11 @@ class ClientsRun:
     def seconds_per_step(self, warmup: int = 0) -> float:
         """Mean wall time per MD step after step ``warmup`` (s): the time between the
         properties lines of step ``warmup`` and of the last step, over the steps between.
-        Connecting the clients and the first force call fall before step 0's line."""
+        Connecting the clients and the first force call fall before step 0's line.
+
+        Lines are timed when they are read (every ``poll`` seconds, and only once i-PI
+        has flushed them), so steps much shorter than that read as 0: time systems whose
+        steps take well over the poll interval (tutorials/ipi_clients.py: ~0.1 s)."""
         later = np.flatnonzero(self.steps >= warmup)
         if later.size < 2 or self.steps[later[-1]] == self.steps[later[0]]:
             raise ValueError(
