@@ -30,6 +30,8 @@ REF_CHARGES = "ref_charges"  # (N,) e
 HAS_DIPOLE = "has_dipole"  # (B,) bool
 HAS_POLARIZABILITY = "has_polarizability"  # (B,) bool
 HAS_CHARGES = "has_charges"  # (N,) bool
+# relative energies (training only): the structure's group, -1 for none
+ENERGY_GROUP = "energy_group"  # (B,) int64
 
 # model outputs
 ENERGY = "energy"  # (B,) eV

@@ -3,7 +3,10 @@
 Writes ``w_marinica_train.extxyz`` (seed 0) and ``w_marinica_test.extxyz`` (seed 1, the
 same recipe at a quarter of the size) next to this script. Labels (energy, forces,
 stress) are ASE calculator results; every frame records ``config_type``, ``teacher`` and
-``seed``.
+``seed``; the dislocation frames also record ``cylinder`` (``"r15"``, ``"r18"``, ``"r20"``,
+``"r25"``: the cylinder radius in Å). Frames of one cylinder share its atoms and fixed
+outer shell, so their energy differences are meaningful: train with
+``relative_energy_key: cylinder`` to fit them (see ``ase_gnnp/models/w-eam.yaml``).
 
 Groups: ``strained`` (rattled 2-, 16- and 54-atom BCC cells, random ±3 % strains),
 ``md300`` / ``md1000`` / ``md2000`` (Langevin snapshots, 54 atoms), ``vacancy`` (53
@@ -49,7 +52,7 @@ A0 = MARINICA_W["a0"]
 C11, C12, C44 = 523.0, 202.2, 160.9
 
 
-def label(atoms: Atoms, config_type: str, seed: int, calc) -> Atoms:
+def label(atoms: Atoms, config_type: str, seed: int, calc, cylinder: str | None = None) -> Atoms:
     atoms = atoms.copy()
     atoms.set_constraint()
     check_min_distance(atoms)
@@ -59,6 +62,8 @@ def label(atoms: Atoms, config_type: str, seed: int, calc) -> Atoms:
         results["stress"] = atoms.get_stress()
     atoms.calc = SinglePointCalculator(atoms, **results)
     atoms.info.update(config_type=config_type, teacher=TEACHER_LABEL_MARINICA_W, seed=seed)
+    if cylinder is not None:  # one cylinder's frames share its fixed shell: an energy group
+        atoms.info["cylinder"] = cylinder
     return atoms
 
 
@@ -117,19 +122,19 @@ def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
         atoms.calc = calc
         FIRE(atoms, logfile=None).run(fmax=0.005, steps=1000)
         cores.append(atoms)
-        frames.append(label(atoms, "core", seed, calc))
+        frames.append(label(atoms, "core", seed, calc, "r25"))
     for _ in tqdm(range(n(4)), desc=f"core md (seed {seed})"):
         start = cores[int(rng.integers(2))]
         temperature = float(rng.choice([100, 300, 600]))
         # the FixAtoms constraint of the outer shell stays on during MD
         for snap in md_snapshots(start, calc, temperature, 3, 20, rng, equilibrate=50):
-            frames.append(label(snap, "core", seed, calc))
+            frames.append(label(snap, "core", seed, calc, "r25"))
     for _ in tqdm(range(n(12)), desc=f"core interpolation (seed {seed})"):
         t = rng.uniform(0.05, 0.95)
         atoms = cores[0].copy()
         atoms.positions = (1 - t) * cores[0].positions + t * cores[1].positions
         atoms.rattle(stdev=0.02, seed=int(rng.integers(2**31)))
-        frames.append(label(atoms, "core_interp", seed, calc))
+        frames.append(label(atoms, "core_interp", seed, calc, "r25"))
 
     # glide paths of smaller cylinders (never the 25 Å one of the barrier benchmark):
     # the teacher's climbing-image NEB images, as they are and rattled
@@ -138,11 +143,11 @@ def generate(seed: int, scale: float = 1.0) -> list[Atoms]:
         small = build_glide("W", A0, C11, C12, C44, radius=radius)
         path = peierls_barrier(small, calc, n_images=9)
         for image in path.images:
-            frames.append(label(image, "core_path", seed, calc))
+            frames.append(label(image, "core_path", seed, calc, f"r{radius:g}"))
             for _ in range(n(2)):
                 rattled = image.copy()
                 rattled.rattle(stdev=0.01, seed=int(rng.integers(2**31)))
-                frames.append(label(rattled, "core_path", seed, calc))
+                frames.append(label(rattled, "core_path", seed, calc, f"r{radius:g}"))
     return frames
 
 

@@ -45,6 +45,19 @@ class TrainConfig:
         Per-structure loss weight by ``info["config_type"]`` (others weigh 1), as MACE's
         ``config_type_weights``: raises the share of a rare group (e.g. dislocation cores
         among bulk snapshots) in every term of the training and validation losses.
+    relative_energy_key : str or None
+        ``atoms.info`` key naming a group of structures whose energy *differences* are
+        the target (the images of one NEB path, the snapshots of one defect cell with its
+        fixed shell, conformers), e.g. ``cylinder`` in ``data/w_marinica_*.extxyz``.
+        Structures without the key belong to no group.
+    relative_energy_weight : float
+        Weight of the relative-energy MSE (eV², total energy, not per atom): each grouped
+        structure's residual ``E_model - E_ref`` minus the mean residual of its group's
+        members in the batch. Grouped structures are batched with members of their own
+        group (``batch_size`` at a time; ungrouped ones as usual), validation structures
+        sorted by group. A per-atom energy loss weighs a 40 meV difference between two
+        243-atom cells as (0.16 meV)²; this term weighs it as (40 meV)². 0 (default)
+        disables it. Not under ``torchrun``, whose ranks split batches.
     element_weight_exponent, element_weight_cap : float
         Fair element weighting: each structure's loss weight is multiplied by
         ``min(cap, max_e (f_max / f_e)^exponent)`` (``f_e``: share of training structures
@@ -113,6 +126,8 @@ class TrainConfig:
     polarizability_weight: float = 10.0
     charges_weight: float = 0.0
     config_type_weights: dict[str, float] = field(default_factory=dict)
+    relative_energy_key: str | None = None
+    relative_energy_weight: float = 0.0
     element_weight_exponent: float = 0.0
     element_weight_cap: float = 10.0
     ema_decay: float = 0.99
@@ -150,6 +165,23 @@ class TrainConfig:
         bad = {k: v for k, v in self.config_type_weights.items() if not float(v) > 0}
         if bad:
             raise ValueError(f"config_type_weights must be positive, got {bad}")
+        if not self.relative_energy_weight >= 0:
+            raise ValueError(
+                f"relative_energy_weight must be >= 0, got {self.relative_energy_weight!r}"
+            )
+        if self.relative_energy_key is not None and (
+            not isinstance(self.relative_energy_key, str) or not self.relative_energy_key
+        ):
+            raise TypeError(
+                f"relative_energy_key must be an atoms.info key (a non-empty string) or None, "
+                f"got {self.relative_energy_key!r}"
+            )
+        if (self.relative_energy_weight > 0) != (self.relative_energy_key is not None):
+            raise ValueError(
+                f"relative_energy_weight ({self.relative_energy_weight!r}) and "
+                f"relative_energy_key ({self.relative_energy_key!r}) go together: give both "
+                f"(a weight > 0 and the atoms.info key of the groups) or neither"
+            )
         for name in ("config_types", "elements"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):

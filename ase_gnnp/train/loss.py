@@ -16,6 +16,26 @@ def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return masked.sum() / total if total > 0 else masked.sum()
 
 
+def grouped(data: Data) -> torch.Tensor:
+    """(B,) bool: structures in a relative-energy group that have an energy label."""
+    return (data[K.ENERGY_GROUP] >= 0) & data[K.HAS_ENERGY].bool()
+
+
+def _relative_energy(energy: torch.Tensor, data: Data, weight: torch.Tensor) -> torch.Tensor:
+    # float64: total energies of large cells leave float32 a resolution of ~0.2 meV
+    residual = energy.to(torch.float64) - data[K.REF_ENERGY].to(torch.float64)
+    member = grouped(data)
+    # groups renumbered within the batch (ungrouped structures in a slot of their own)
+    _, slot = torch.unique(torch.where(member, data[K.ENERGY_GROUP], -1), return_inverse=True)
+    count = torch.zeros(int(slot.max()) + 1, dtype=torch.float64).index_add_(
+        0, slot, member.to(torch.float64)
+    )
+    total = torch.zeros_like(count).index_add_(0, slot, torch.where(member, residual, 0.0))
+    centred = residual - total[slot] / count[slot].clamp_min(1)
+    paired = member & (count[slot] >= 2)
+    return _masked_mean(centred.pow(2).to(energy.dtype), weight * paired)
+
+
 def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
     """Per-term mean squared errors (weighted by structure weights and label masks).
 
@@ -24,13 +44,20 @@ def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
     dict
         ``energy`` (per-atom energy MSE, eV²), ``forces`` (MSE per component, (eV/Å)²),
         ``stress`` (MSE per component, (eV/Å³)²), and where the model gives them,
-        ``dipole`` ((e·Å)²), ``polarizability`` ((e·Å²/V)²), ``charges`` (e²).
+        ``dipole`` ((e·Å)²), ``polarizability`` ((e·Å²/V)²), ``charges`` (e²); where the
+        graphs carry relative-energy groups (:data:`ase_gnnp.keys.ENERGY_GROUP`),
+        ``relative_energy``: the MSE of each grouped structure's total-energy residual
+        ``E_model - E_ref`` minus the mean residual of its group's members in the batch
+        (eV², over structures whose group has two or more members in the batch), so energy
+        differences within a group are fitted whatever the group's common offset.
     """
     natoms = data[K.NUM_ATOMS].to(out[K.ENERGY].dtype)
     weight = data[K.WEIGHT]
     terms = {}
     e_err = (out[K.ENERGY] - data[K.REF_ENERGY].to(out[K.ENERGY].dtype)) / natoms
     terms["energy"] = _masked_mean(e_err.pow(2), weight * data[K.HAS_ENERGY])
+    if K.ENERGY_GROUP in data:
+        terms["relative_energy"] = _relative_energy(out[K.ENERGY], data, weight)
     if K.FORCES in out:
         atom_w = weight[batch_index(data)] * data[K.HAS_FORCES]
         f_err = (out[K.FORCES] - data[K.REF_FORCES]).pow(2).mean(-1)

@@ -35,7 +35,7 @@ from ase_gnnp.train import distributed
 from ase_gnnp.train.config import TrainConfig
 from ase_gnnp.train.ema import EMA
 from ase_gnnp.train.freeze import freeze
-from ase_gnnp.train.loss import loss_terms, total_loss
+from ase_gnnp.train.loss import grouped, loss_terms, total_loss
 from ase_gnnp.train.plots import plot_learning_curve
 from ase_gnnp.train.statistics import fit_statistics
 from ase_gnnp.train.weighting import element_weights
@@ -49,7 +49,8 @@ METRIC_COLUMNS = [
 ]  # fmt: skip
 #: loss terms of :func:`ase_gnnp.train.loss.loss_terms`, in the column order of
 #: :func:`loss_denominators`
-LOSS_TERMS = ("energy", "forces", "stress", "dipole", "polarizability", "charges")
+LOSS_TERMS = ("energy", "forces", "stress", "dipole", "polarizability", "charges",
+              "relative_energy")  # fmt: skip
 
 
 def loss_denominators(graphs: list) -> torch.Tensor:
@@ -69,7 +70,9 @@ def loss_denominators(graphs: list) -> torch.Tensor:
         w = g[K.WEIGHT].to(torch.float64).reshape(())
         masks = (K.HAS_ENERGY, K.HAS_FORCES, K.HAS_STRESS, K.HAS_DIPOLE, K.HAS_POLARIZABILITY,
                  K.HAS_CHARGES)  # fmt: skip
-        rows.append(torch.stack([(w * g[m].to(torch.float64)).sum() for m in masks]))
+        row = [(w * g[m].to(torch.float64)).sum() for m in masks]
+        in_group = grouped(g).to(torch.float64).sum() if K.ENERGY_GROUP in g else w * 0
+        rows.append(torch.stack([*row, w * in_group]))
     return torch.stack(rows) if rows else torch.zeros(0, len(LOSS_TERMS), dtype=torch.float64)
 
 
@@ -115,6 +118,12 @@ class Trainer:
                 f"--overwrite to start afresh"
             )
         self.config = config
+        if config.relative_energy_key and distributed.launch_info().launched:
+            raise ValueError(
+                "relative_energy_key: the relative-energy loss compares group members within "
+                "a batch, which data-parallel training splits across ranks; train it in one "
+                "process (without torchrun)"
+            )
         # joins torchrun's process group; a no-op for a single process
         distributed.init(device="cpu")
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -145,6 +154,7 @@ class Trainer:
             "dipole": config.dipole_weight,
             "polarizability": config.polarizability_weight,
             "charges": config.charges_weight,
+            "relative_energy": config.relative_energy_weight,
         }
         self.trainable = freeze(self.model, config.freeze)
         self.optimizer = torch.optim.AdamW(
@@ -244,14 +254,54 @@ class Trainer:
         self.train_graphs = make(train_frames)
         self.val_graphs = make(val_frames)
         self.val_groups = config_types(val_frames)
+        if cfg.relative_energy_key:
+            self._set_energy_groups(train_frames, val_frames)
         # a dropped stress key ("") already leaves every has_stress mask False
         self.use_stress = any(bool(g[K.HAS_STRESS].any()) for g in self.train_graphs)
+
+    def _set_energy_groups(self, train_frames: list, val_frames: list) -> None:
+        """Give every graph its relative-energy group (``info[relative_energy_key]``, -1
+        without it) and put the validation structures of each group next to each other,
+        so that validation batches hold groups as the training batches do."""
+        key = self.config.relative_energy_key
+        names = sorted({str(a.info[key]) for a in (*train_frames, *val_frames) if key in a.info})
+        sizes = {n: sum(str(a.info.get(key)) == n for a in train_frames) for n in names}
+        if not any(size >= 2 for size in sizes.values()):
+            raise ValueError(
+                f"relative_energy_key {key!r}: no group has two training structures "
+                f"(groups and their training sizes: {sizes or 'none, no structure has the key'})"
+            )
+        index = {n: i for i, n in enumerate(names)}
+        for frames, graphs in ((train_frames, self.train_graphs), (val_frames, self.val_graphs)):
+            for a, g in zip(frames, graphs):
+                g[K.ENERGY_GROUP] = torch.tensor([index[str(a.info[key])] if key in a.info else -1])
+        val_group = [int(g[K.ENERGY_GROUP]) for g in self.val_graphs]
+        order = sorted(range(len(val_group)), key=lambda i: (val_group[i] < 0, val_group[i]))
+        self.val_graphs = [self.val_graphs[i] for i in order]
+        self.val_groups = [self.val_groups[i] for i in order]
+
+    def _group_batches(self, generator: torch.Generator) -> list[list[int]]:
+        """Shuffled batches of training indices in which grouped structures come in
+        batches of their own group (the relative-energy loss compares members of a group
+        within a batch); the batches themselves are shuffled together."""
+        bs = self.config.batch_size
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(self.train_graphs):
+            members.setdefault(int(g[K.ENERGY_GROUP]), []).append(i)
+        batches = []
+        for group in sorted(members):
+            idx = members[group]
+            perm = torch.randperm(len(idx), generator=generator).tolist()
+            batches += [[idx[p] for p in perm[k : k + bs]] for k in range(0, len(idx), bs)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def _select(self, frames: list, source: str) -> list:
         return select_frames(frames, self.config.config_types, self.config.elements, source)
 
     def _loader(self, epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        if self.config.relative_energy_key:
+            return DataLoader(self.train_graphs, batch_sampler=self._group_batches(gen))
         return DataLoader(
             self.train_graphs, batch_size=self.config.batch_size, shuffle=True, generator=gen
         )
