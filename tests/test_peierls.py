@@ -84,6 +84,33 @@ def test_marinica_teacher_reproduces_the_published_fit():
         assert C[i, j] == pytest.approx(MARINICA[name], rel=5e-3), name
 
 
+def test_truncated_teacher_drops_exactly_the_interactions_beyond_its_range(tmp_path):
+    from ase import Atoms
+
+    from ase_gnnp.teachers.eam_w import range_taper
+
+    r = np.array([1.0, 4.19, 4.2, 4.35, 4.5, 5.0])
+    np.testing.assert_allclose(range_taper(r, 4.5), [1, 1, 1, 0.5, 0, 0], atol=1e-12)
+    pair = lambda d: Atoms("W2", [[0, 0, 0], [d, 0, 0]], cell=[20] * 3, pbc=True)  # noqa: E731
+    full, cut = marinica_w(), marinica_w(truncate=4.5)
+    for d, same in ((3.0, True), (4.1, True), (4.6, False)):
+        a, b = pair(d), pair(d)
+        a.calc, b.calc = full, cut
+        equal = a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-6)
+        assert equal == same, d
+    assert cut.get_potential_energy(pair(4.6)) == pytest.approx(0.0, abs=1e-9)
+    # beyond the potential's own 5.46 Å range nothing is cut
+    crystal = bulk("W", "bcc", a=MARINICA["a0"], cubic=True) * (2, 2, 2)
+    crystal.rattle(0.05, seed=1)
+    e_full = full.get_potential_energy(crystal)
+    assert marinica_w(truncate=5.8).get_potential_energy(crystal) == pytest.approx(e_full, abs=1e-5)
+    assert abs(cut.get_potential_energy(crystal) - e_full) > 1.0  # 3rd-5th shells matter
+    with pytest.raises(ValueError, match="not both"):
+        marinica_w(table=tmp_path / "x", truncate=4.5)
+    with pytest.raises(ValueError, match="truncate must be"):
+        marinica_w(truncate=0.1)
+
+
 def test_marinica_teacher_refuses_atoms_closer_than_its_validity():
     atoms = bulk("W", "bcc", a=MARINICA["a0"], cubic=True)
     assert check_min_distance(atoms) == pytest.approx(MARINICA["a0"] * np.sqrt(3) / 2)

@@ -96,6 +96,16 @@ def test_peierls_quick(tmp_path):
     assert (tmp_path / "peierls_w_quick.json").is_file()
 
 
+@pytest.mark.skipif("w-eam" not in shipped_models(), reason="w-eam is not shipped")
+def test_peierls_range_quick(tmp_path):
+    out = _run("tutorials/peierls_range.py", "--quick", "--threads", "1", "--out", str(tmp_path))
+    rows = json.loads((tmp_path / "peierls_range.json").read_text())
+    full, cut = rows["teacher (5.46 Å)"], rows["teacher cut at 4.5 Å"]
+    assert len(full) == 9 and full[0] == 0 and max(full) > 30  # the held-out path's hump
+    assert max(cut) < 0.5 * max(full)  # beyond 4.5 Å the interactions carry the barrier
+    assert "w-eam" in out and (tmp_path / "peierls_range.png").stat().st_size > 1000
+
+
 @pytest.mark.slow
 def test_uq_quick(tmp_path):
     out = _run("tutorials/uq_si.py", "--quick", "--threads", "1", "--out", str(tmp_path),

@@ -133,13 +133,35 @@ _POTENTIALS = {
 }  # fmt: skip
 
 
-def write_w_table(path: str | Path, potential: str = "finnis_sinclair") -> Path:
+#: width (Å) of the cosine taper of a truncated table (:func:`write_w_table`)
+TRUNCATION_WIDTH = 0.3
+
+
+def range_taper(r: np.ndarray, truncate: float | None) -> np.ndarray:
+    """1 below ``truncate - TRUNCATION_WIDTH``, a cosine down to 0 at ``truncate`` (Å),
+    0 beyond; all ones when ``truncate`` is None."""
+    r = np.asarray(r, float)
+    if truncate is None:
+        return np.ones_like(r)
+    x = np.clip((r - truncate + TRUNCATION_WIDTH) / TRUNCATION_WIDTH, 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * x))
+
+
+def write_w_table(
+    path: str | Path, potential: str = "finnis_sinclair", truncate: float | None = None
+) -> Path:
     """Tabulate ``potential`` (``"finnis_sinclair"`` or ``"marinica"``) in eam/alloy
-    format at ``path`` (refuses to overwrite)."""
+    format at ``path`` (refuses to overwrite).
+
+    ``truncate`` (Å) multiplies the pair and density functions by :func:`range_taper`: a
+    diagnostic teacher without the interactions beyond a model's cutoff (what a model of
+    that cutoff cannot see in one message-passing step)."""
     from matscipy.calculators.eam.io import EAMParameters, write_eam
 
     if potential not in _POTENTIALS:
         raise ValueError(f"potential must be one of {sorted(_POTENTIALS)}, got {potential!r}")
+    if truncate is not None and not TRUNCATION_WIDTH < truncate:
+        raise ValueError(f"truncate must be a range above {TRUNCATION_WIDTH} Å, got {truncate!r}")
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists; remove it or choose another path")
@@ -149,20 +171,22 @@ def write_w_table(path: str | Path, potential: str = "finnis_sinclair") -> Path:
     dr, drho = cutoff / (nr - 1), _GRID["rho_max"] / (nrho - 1)
     r = np.arange(nr) * dr
     rho = np.arange(nrho) * drho
+    taper = range_taper(r, truncate)
     params = EAMParameters(["W"], [74], [183.84], [a0], ["bcc"], nrho, nr, drho, dr, cutoff)
     # setfl stores r·V(r) for the pair term
-    write_eam(label, params, embedding(rho)[None, :], density(r)[None, :],
-              (r * pair(r))[None, None, :], str(path), kind="eam/alloy")  # fmt: skip
+    write_eam(label, params, embedding(rho)[None, :], (taper * density(r))[None, :],
+              (taper * r * pair(r))[None, None, :], str(path), kind="eam/alloy")  # fmt: skip
     return path
 
 
-def _cached_table(potential: str) -> Path:
+def _cached_table(potential: str, truncate: float | None = None) -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ase_gnnp"
-    target = cache / f"W_{potential}_{_GRID['nr']}_{_GRID['nrho']}.eam.alloy"
+    cut = "" if truncate is None else f"_cut{truncate:g}"
+    target = cache / f"W_{potential}{cut}_{_GRID['nr']}_{_GRID['nrho']}.eam.alloy"
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            written = write_w_table(Path(tmp) / target.name, potential)
+            written = write_w_table(Path(tmp) / target.name, potential, truncate)
             os.replace(written, target)  # atomic: parallel callers never see half a file
     return target
 
@@ -174,14 +198,18 @@ def finnis_sinclair_w(table: str | Path | None = None):
     return EAM(str(table or _cached_table("finnis_sinclair")), kind="eam/alloy")
 
 
-def marinica_w(table: str | Path | None = None):
+def marinica_w(table: str | Path | None = None, truncate: float | None = None):
     """matscipy ``EAM`` calculator of Marinica (2013) W (from ``table`` or the cache).
 
     Valid for interatomic distances above 2 Å (see :func:`check_min_distance`).
+    ``truncate`` (Å): the diagnostic teacher whose pair and density functions end there
+    (see :func:`write_w_table`); the full range is 5.46 Å.
     """
     from matscipy.calculators.eam import EAM
 
-    return EAM(str(table or _cached_table("marinica")), kind="eam/alloy")
+    if table is not None and truncate is not None:
+        raise ValueError("give a table or truncate, not both: a table is already tabulated")
+    return EAM(str(table or _cached_table("marinica", truncate)), kind="eam/alloy")
 
 
 def check_min_distance(atoms, minimum: float = MARINICA_W["min_distance"]) -> float:
