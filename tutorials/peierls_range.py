@@ -1,14 +1,15 @@
-"""How far a W model must see to get the Peierls barrier: the Marinica teacher truncated at
-several ranges, and models, along the held-out glide path.
+"""What a W model needs to get the Peierls barrier: the Marinica teacher truncated at
+several ranges, and models, along the held-out glide path, with their elastic constants.
 
 The frames are the teacher's own climbing-image NEB images of one glide step in the
 18 Å cylinder of ``data/w_marinica_test.extxyz`` (``core_path``, never trained on). At
 these fixed geometries the script prints each calculator's energy profile relative to
 the first image (meV per Burgers vector, the cell is one b thick) and the largest image
-energy. The truncated teachers (``marinica_w(truncate=r)``: pair and density tapered to
-zero over the last 0.3 Å before ``r``) show which interactions carry the barrier; a model
-whose cutoff falls short of them sees, in one message-passing step, only the truncated
-teacher.
+energy, next to the calculator's cubic elastic constants at the teacher's lattice
+constant (GPa). The truncated teachers (``marinica_w(truncate=r)``: pair and density
+tapered to zero over the last 0.3 Å before ``r``) show which interactions carry the
+teacher's barrier; cutting them also changes the elastic constants, and the barrier of a
+cylinder with a fixed shell depends on both the core and the elastic field around it.
 
     python tutorials/peierls_range.py                       # figures in tutorials/figures
     python tutorials/peierls_range.py --quick --out /tmp/w  # two ranges, one model
@@ -22,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase.build import bulk
 from ase.io import read
 
 from ase_gnnp import GNNPCalculator
-from ase_gnnp.teachers.eam_w import marinica_w
+from ase_gnnp.teachers.eam_w import MARINICA_W, marinica_w
+from ase_gnnp.workflows import elastic_constants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +49,12 @@ def profile(frames: list, calc) -> np.ndarray:
     return 1e3 * (np.array(energies) - energies[0])
 
 
+def cubic_constants(calc) -> tuple[float, float, float]:
+    """C11, C12, C44 (GPa) of BCC W at the teacher's lattice constant."""
+    C = elastic_constants(bulk("W", "bcc", a=MARINICA_W["a0"], cubic=True), calc).C
+    return float(C[0, 0]), float(C[0, 1]), float(C[3, 3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "w_marinica_test.extxyz")
@@ -59,22 +68,27 @@ def main() -> None:
     ranges = [4.5, 5.5] if args.quick else args.ranges
     frames = path_images(args.data)
 
-    rows = {"teacher (5.46 Å)": profile(frames, marinica_w())}
+    calculators = {"teacher (5.46 Å)": marinica_w()}
     for r in ranges:
-        rows[f"teacher cut at {r:g} Å"] = profile(frames, marinica_w(truncate=r))
+        calculators[f"teacher cut at {r:g} Å"] = marinica_w(truncate=r)
     for name in args.models:
         calc = GNNPCalculator(name, dtype=torch.float64)
-        rows[f"{name} ({calc.model.cutoff:g} Å)"] = profile(frames, calc)
+        calculators[f"{Path(name).stem} ({calc.model.cutoff:g} Å)"] = calc
+    rows = {name: profile(frames, calc) for name, calc in calculators.items()}
+    elastic = {name: cubic_constants(calc) for name, calc in calculators.items()}
 
     print(f"{len(frames)} NEB images of the held-out 18 Å cylinder ({len(frames[0])} atoms)")
-    print(f"{'calculator':30s} {'max':>6s}  profile, meV/b")
+    print(f"{'calculator':30s} {'C11':>6s} {'C12':>6s} {'C44':>6s} {'max':>6s}  profile, meV/b")
     for name, e in rows.items():
-        print(f"{name:30s} {e.max():6.1f}  " + " ".join(f"{x:6.1f}" for x in e))
+        c = " ".join(f"{x:6.1f}" for x in elastic[name])
+        print(f"{name:30s} {c} {e.max():6.1f}  " + " ".join(f"{x:6.1f}" for x in e))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "peierls_range.json").write_text(
-        json.dumps({k: v.round(2).tolist() for k, v in rows.items()}, indent=1)
-    )
+    (args.out / "peierls_range.json").write_text(json.dumps({
+        name: {"profile_meV_per_b": rows[name].round(2).tolist(),
+               "C11_C12_C44_GPa": [round(x, 1) for x in elastic[name]]}
+        for name in rows
+    }, indent=1))  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
