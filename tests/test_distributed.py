@@ -211,7 +211,8 @@ def test_shard_splits_a_batch_into_contiguous_near_equal_parts():
         distributed.shard(batch, 2, 2)
 
 
-def test_loss_shares_add_up_to_the_global_batch_loss():
+@pytest.mark.parametrize("normalization", ["labels", "weights"])
+def test_loss_shares_add_up_to_the_global_batch_loss(normalization):
     """Scaled per-share losses sum to the loss of the whole batch (unequal sizes, weights)."""
     from torch_geometric.data import Batch
 
@@ -226,11 +227,11 @@ def test_loss_shares_add_up_to_the_global_batch_loss():
     graphs = [labelled_graph(a, 3.5, dtype=torch.float64, weight=1.0 + k)
               for k, a in enumerate(_frames()[9:14])]  # fmt: skip
     weights = {name: 1.0 + k for k, name in enumerate(LOSS_TERMS)}
-    table = loss_denominators(graphs)
+    table = loss_denominators(graphs, normalization)
 
     def loss(part, scale=None):
         data = Batch.from_data_list([graphs[i] for i in part])
-        terms = loss_terms(model(data, stress=True), data)
+        terms = loss_terms(model(data, stress=True), data, normalization)
         if scale is None:
             return total_loss(terms, weights)
         share = table[part].sum(0) / table.sum(0)

@@ -106,10 +106,13 @@ def test_grouped_structures_are_batched_with_their_group(grouped_dataset, tmp_pa
 def test_denominators_count_grouped_structures(grouped_dataset, tmp_path):
     config = _config(grouped_dataset, tmp_path / "run", config_type_weights={"rattled": 3.0})
     trainer = Trainer(config, progress=False)
-    column = loss_denominators(trainer.train_graphs)[:, LOSS_TERMS.index("relative_energy")]
+    column = LOSS_TERMS.index("relative_energy")
+    by_weights = loss_denominators(trainer.train_graphs, "weights")[:, column]
     expected = [3.0 * (int(g[K.ENERGY_GROUP]) >= 0) for g in trainer.train_graphs]
-    assert column.tolist() == expected
+    assert by_weights.tolist() == expected
     assert 0.0 in expected and 3.0 in expected
+    by_labels = loss_denominators(trainer.train_graphs)[:, column]  # counts, not weights
+    assert by_labels.tolist() == [float(e > 0) for e in expected]
 
 
 def test_training_with_relative_energies_runs_and_validates(grouped_dataset, tmp_path):

@@ -306,7 +306,9 @@ def test_resume_keeps_the_saved_run_and_refuses_other_changes(tiny_dataset, tmp_
         Trainer.resume(out, progress=False, lr=1.0)
 
 
-def test_structure_weights_enter_every_term_as_a_weighted_mean():
+def test_structure_weights_multiply_each_structure_s_share_of_every_term():
+    """``labels``: Σ w x / Σ m, a weight multiplies; ``weights``: Σ w x / Σ w, weights only
+    set shares within the batch; an unknown normalization is refused."""
     from ase import Atoms
     from torch_geometric.data import Batch
 
@@ -322,18 +324,31 @@ def test_structure_weights_enter_every_term_as_a_weighted_mean():
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.full((2, 3), k + 1.0))
         frames.append(atoms)
 
-    def terms(weights):
+    def terms(weights, normalization):
         graphs = [labelled_graph(a, 3.5, dtype=torch.float64, weight=w)
                   for a, w in zip(frames, weights)]  # fmt: skip
-        return [loss_terms(model(Batch.from_data_list([g])), Batch.from_data_list([g]))
-                for g in graphs], loss_terms(model(Batch.from_data_list(graphs)),
-                                             Batch.from_data_list(graphs))  # fmt: skip
+        single = [Batch.from_data_list([labelled_graph(a, 3.5, dtype=torch.float64)])
+                  for a in frames]  # fmt: skip
+        both = Batch.from_data_list(graphs)
+        return ([loss_terms(model(g), g) for g in single],
+                loss_terms(model(both), both, normalization))  # fmt: skip
 
-    (one, two), both = terms((5.0, 1.0))
+    (one, two), by_labels = terms((5.0, 1.0), "labels")
+    _, by_weights = terms((5.0, 1.0), "weights")
+    for name in ("energy", "forces"):  # forces: both structures have two atoms
+        torch.testing.assert_close(by_labels[name], (5.0 * one[name] + two[name]) / 2.0)
+        torch.testing.assert_close(by_weights[name], (5.0 * one[name] + two[name]) / 6.0)
+        assert not torch.isclose(by_labels[name], (one[name] + two[name]) / 2)
+    # equal weights: both normalizations give the plain mean
+    _, plain = terms((1.0, 1.0), "weights")
+    _, doubled = terms((2.0, 2.0), "labels")
     for name in ("energy", "forces"):
-        expected = (5.0 * one[name] + two[name]) / 6.0  # forces: both have two atoms
-        torch.testing.assert_close(both[name], expected)
-        assert not torch.isclose(both[name], (one[name] + two[name]) / 2)
+        torch.testing.assert_close(plain[name], (one[name] + two[name]) / 2.0)
+        torch.testing.assert_close(doubled[name], one[name] + two[name])
+    with pytest.raises(ValueError, match="normalization"):
+        terms((1.0, 1.0), "sum")
+    with pytest.raises(ValueError, match="loss_normalization"):
+        TrainConfig.from_dict({"loss_normalization": "batch"})
 
 
 def test_config_type_weights(tiny_dataset, tmp_path):

@@ -64,6 +64,14 @@ class TrainConfig:
         holding element ``e``), normalised to mean 1; 0 (default) disables it. See
         :func:`ase_gnnp.train.weighting.element_weights`. Choose them on the validation
         split.
+    loss_normalization : str
+        What each loss term's weighted sum over a batch is divided by. ``"labels"``
+        (default, as MACE): the number of labelled structures (atoms for forces and
+        charges), so a structure of weight ``w`` counts ``w`` times wherever it is.
+        ``"weights"``: the batch's sum of weights, so weights only set shares *within*
+        a batch; a structure of weight 10 among three of weight 1 then gets 77 % of its
+        batch instead of 25 %, a 3-fold rise, not 10-fold (the behaviour before
+        2026-11-25, kept so that earlier recipes, e.g. ``w-eam``'s, reproduce).
     dipole_weight, polarizability_weight, charges_weight : float
         Weights of the dipole ((e·Å)²), polarizability ((e·Å²/V)²) and charge (e²) MSEs;
         used where the data hold these labels and the model gives them (dipoles and
@@ -130,6 +138,7 @@ class TrainConfig:
     relative_energy_weight: float = 0.0
     element_weight_exponent: float = 0.0
     element_weight_cap: float = 10.0
+    loss_normalization: str = "labels"
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     scheduler: str = "plateau"
@@ -193,6 +202,13 @@ class TrainConfig:
             raise ValueError(
                 f"element_weight_exponent must be >= 0 and element_weight_cap >= 1, got "
                 f"{self.element_weight_exponent!r} and {self.element_weight_cap!r}"
+            )
+        from ase_gnnp.train.loss import NORMALIZATIONS
+
+        if self.loss_normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"loss_normalization must be one of {NORMALIZATIONS}, "
+                f"got {self.loss_normalization!r}"
             )
         from ase_gnnp.train.freeze import FREEZE_MODES
 

@@ -8,11 +8,22 @@ from torch_geometric.data import Data
 from ase_gnnp import keys as K
 from ase_gnnp.graph import batch_index
 
+#: How a loss term's weighted sum is divided (:attr:`TrainConfig.loss_normalization`):
+#: ``"labels"`` by the number of labelled structures (atoms for per-atom terms), so a
+#: structure weight multiplies that structure's share of the loss; ``"weights"`` by the
+#: sum of the batch's weights, so weights only set shares within a batch (a weight ``w``
+#: among ``B - 1`` structures of weight 1 raises a share at most ``B``-fold, not ``w``-fold).
+NORMALIZATIONS = ("labels", "weights")
 
-def _masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+
+def _masked_mean(
+    x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, normalization: str = "labels"
+) -> torch.Tensor:
+    """``Σ w m x / Σ m`` (``"labels"``) or ``Σ w m x / Σ w m`` (``"weights"``)."""
+    w = weight * mask
     # where, not a product: a masked-out inf/nan (no label) must not poison the sum
-    total = weight.sum()
-    masked = torch.where(weight > 0, x * weight, torch.zeros_like(x))
+    masked = torch.where(w > 0, x * w, torch.zeros_like(x))
+    total = mask.to(w.dtype).sum() if normalization == "labels" else w.sum()
     return masked.sum() / total if total > 0 else masked.sum()
 
 
@@ -21,7 +32,9 @@ def grouped(data: Data) -> torch.Tensor:
     return (data[K.ENERGY_GROUP] >= 0) & data[K.HAS_ENERGY].bool()
 
 
-def _relative_energy(energy: torch.Tensor, data: Data, weight: torch.Tensor) -> torch.Tensor:
+def _relative_energy(
+    energy: torch.Tensor, data: Data, weight: torch.Tensor, normalization: str
+) -> torch.Tensor:
     # float64: total energies of large cells leave float32 a resolution of ~0.2 meV
     residual = energy.to(torch.float64) - data[K.REF_ENERGY].to(torch.float64)
     member = grouped(data)
@@ -33,11 +46,13 @@ def _relative_energy(energy: torch.Tensor, data: Data, weight: torch.Tensor) -> 
     total = torch.zeros_like(count).index_add_(0, slot, torch.where(member, residual, 0.0))
     centred = residual - total[slot] / count[slot].clamp_min(1)
     paired = member & (count[slot] >= 2)
-    return _masked_mean(centred.pow(2).to(energy.dtype), weight * paired)
+    return _masked_mean(centred.pow(2).to(energy.dtype), weight, paired, normalization)
 
 
-def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
-    """Per-term mean squared errors (weighted by structure weights and label masks).
+def loss_terms(out: dict, data: Data, normalization: str = "labels") -> dict[str, torch.Tensor]:
+    """Per-term mean squared errors, weighted by the structure weights (:data:`K.WEIGHT`)
+    over the labelled structures (atoms) and divided as ``normalization`` says
+    (:data:`NORMALIZATIONS`).
 
     Returns
     -------
@@ -51,29 +66,35 @@ def loss_terms(out: dict, data: Data) -> dict[str, torch.Tensor]:
         (eV², over structures whose group has two or more members in the batch), so energy
         differences within a group are fitted whatever the group's common offset.
     """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     natoms = data[K.NUM_ATOMS].to(out[K.ENERGY].dtype)
     weight = data[K.WEIGHT]
+    atom_weight = weight[batch_index(data)]
+
+    def mean(x: torch.Tensor, w: torch.Tensor, mask_key: str) -> torch.Tensor:
+        return _masked_mean(x, w, data[mask_key], normalization)
+
     terms = {}
     e_err = (out[K.ENERGY] - data[K.REF_ENERGY].to(out[K.ENERGY].dtype)) / natoms
-    terms["energy"] = _masked_mean(e_err.pow(2), weight * data[K.HAS_ENERGY])
+    terms["energy"] = mean(e_err.pow(2), weight, K.HAS_ENERGY)
     if K.ENERGY_GROUP in data:
-        terms["relative_energy"] = _relative_energy(out[K.ENERGY], data, weight)
+        terms["relative_energy"] = _relative_energy(out[K.ENERGY], data, weight, normalization)
     if K.FORCES in out:
-        atom_w = weight[batch_index(data)] * data[K.HAS_FORCES]
         f_err = (out[K.FORCES] - data[K.REF_FORCES]).pow(2).mean(-1)
-        terms["forces"] = _masked_mean(f_err, atom_w)
+        terms["forces"] = mean(f_err, atom_weight, K.HAS_FORCES)
     if K.STRESS in out:
         s_err = (out[K.STRESS] - data[K.REF_STRESS]).pow(2).mean((-1, -2))
-        terms["stress"] = _masked_mean(s_err, weight * data[K.HAS_STRESS])
+        terms["stress"] = mean(s_err, weight, K.HAS_STRESS)
     if K.DIPOLE in out and K.REF_DIPOLE in data:
         d_err = (out[K.DIPOLE] - data[K.REF_DIPOLE]).pow(2).mean(-1)
-        terms["dipole"] = _masked_mean(d_err, weight * data[K.HAS_DIPOLE])
+        terms["dipole"] = mean(d_err, weight, K.HAS_DIPOLE)
     if K.POLARIZABILITY in out and K.REF_POLARIZABILITY in data:
         p_err = (out[K.POLARIZABILITY] - data[K.REF_POLARIZABILITY]).pow(2).mean((-1, -2))
-        terms["polarizability"] = _masked_mean(p_err, weight * data[K.HAS_POLARIZABILITY])
+        terms["polarizability"] = mean(p_err, weight, K.HAS_POLARIZABILITY)
     if K.CHARGES in out and K.REF_CHARGES in data:
-        atom_w = weight[batch_index(data)] * data[K.HAS_CHARGES]
-        terms["charges"] = _masked_mean((out[K.CHARGES] - data[K.REF_CHARGES]).pow(2), atom_w)
+        q_err = (out[K.CHARGES] - data[K.REF_CHARGES]).pow(2)
+        terms["charges"] = mean(q_err, atom_weight, K.HAS_CHARGES)
     return terms
 
 

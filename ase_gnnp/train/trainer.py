@@ -35,7 +35,7 @@ from ase_gnnp.train import distributed
 from ase_gnnp.train.config import TrainConfig
 from ase_gnnp.train.ema import EMA
 from ase_gnnp.train.freeze import freeze
-from ase_gnnp.train.loss import grouped, loss_terms, total_loss
+from ase_gnnp.train.loss import NORMALIZATIONS, grouped, loss_terms, total_loss
 from ase_gnnp.train.plots import plot_learning_curve
 from ase_gnnp.train.statistics import fit_statistics
 from ase_gnnp.train.weighting import element_weights
@@ -53,21 +53,27 @@ LOSS_TERMS = ("energy", "forces", "stress", "dipole", "polarizability", "charges
               "relative_energy")  # fmt: skip
 
 
-def loss_denominators(graphs: list) -> torch.Tensor:
-    """Per structure, the weight each loss term's weighted mean divides by.
+def loss_denominators(graphs: list, normalization: str = "labels") -> torch.Tensor:
+    """Per structure, what each loss term's weighted mean divides by.
 
     :func:`ase_gnnp.train.loss.loss_terms` averages every term over a batch as
-    ``Σ w x / Σ w`` with ``w`` the structure weight times the label mask (per structure
-    for energy, stress, dipole and polarizability, per atom for forces and charges).
+    ``Σ w m x / Σ m`` (``normalization="labels"``) or ``Σ w m x / Σ w m``
+    (``"weights"``), with ``w`` the structure weight and ``m`` the label mask (per
+    structure for energy, stress, dipole and polarizability, per atom for forces and
+    charges, grouped structures for the relative energy).
 
     Returns
     -------
     torch.Tensor
-        (len(graphs), len(LOSS_TERMS)) float64: the ``Σ w`` of each structure and term.
+        (len(graphs), len(LOSS_TERMS)) float64: each structure's ``Σ m`` or ``Σ w m``.
     """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     rows = []
     for g in graphs:
         w = g[K.WEIGHT].to(torch.float64).reshape(())
+        if normalization == "labels":
+            w = torch.ones_like(w)
         masks = (K.HAS_ENERGY, K.HAS_FORCES, K.HAS_STRESS, K.HAS_DIPOLE, K.HAS_POLARIZABILITY,
                  K.HAS_CHARGES)  # fmt: skip
         row = [(w * g[m].to(torch.float64)).sum() for m in masks]
@@ -184,7 +190,9 @@ class Trainer:
             # every rank starts from rank 0's weights, as DistributedDataParallel does
             distributed.broadcast_module(self.model)
             distributed.broadcast_module(self.ema.shadow)
-            self.loss_denominators = loss_denominators(self.train_graphs)
+            self.loss_denominators = loss_denominators(
+                self.train_graphs, self.config.loss_normalization
+            )
 
     @classmethod
     def resume(cls, out: str | Path, progress: bool = True, **overrides) -> Trainer:
@@ -374,7 +382,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             options = forward_options(self.model, data) | {"stress": self.use_stress}
             out = self.model(data, create_graph=True, **options)
-            loss = total_loss(loss_terms(out, data), self.weights)
+            loss = total_loss(loss_terms(out, data, self.config.loss_normalization), self.weights)
             loss.backward()
             if self.config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -403,7 +411,7 @@ class Trainer:
                 share = self.loss_denominators[mine].sum(0) / denominators.clamp_min(1e-300)
                 options = forward_options(self.model, data) | {"stress": self.use_stress}
                 out = self.model(data, create_graph=True, **options)
-                terms = loss_terms(out, data)
+                terms = loss_terms(out, data, self.config.loss_normalization)
                 loss = sum(
                     self.weights[name] * value * float(share[LOSS_TERMS.index(name)])
                     for name, value in terms.items()
@@ -443,7 +451,7 @@ class Trainer:
             group["lr"] = lr
 
     def _loss(self, out: dict, data: Batch) -> torch.Tensor:
-        return total_loss(loss_terms(out, data), self.weights)
+        return total_loss(loss_terms(out, data, self.config.loss_normalization), self.weights)
 
     def validate(self) -> tuple[float, dict]:
         """Loss and error metrics of the EMA model on the validation set (one pass).
