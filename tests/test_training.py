@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+import yaml
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
@@ -304,6 +305,25 @@ def test_resume_keeps_the_saved_run_and_refuses_other_changes(tiny_dataset, tmp_
     assert resumed.config == config.updated(epochs=3)
     with pytest.raises(ValueError, match="lr"):
         Trainer.resume(out, progress=False, lr=1.0)
+
+
+def test_runs_saved_before_loss_normalization_keep_their_weights_normalization(
+    tiny_dataset, tmp_path
+):
+    """A saved run without the option divided by Σ w: resume and study reuse keep that;
+    a user's YAML without it gets the default."""
+    out = tmp_path / "old"
+    config = _config(tiny_dataset, out, epochs=1)
+    Trainer(config, progress=False).run()
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    del state["config"]["loss_normalization"]
+    torch.save(state, out / "checkpoint.pt")
+    assert Trainer.resume(out, progress=False, epochs=2).config.loss_normalization == "weights"
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["loss_normalization"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert TrainConfig.from_yaml(out / "config.yaml", saved=True).loss_normalization == "weights"
+    assert TrainConfig.from_yaml(out / "config.yaml").loss_normalization == "labels"
 
 
 def test_structure_weights_multiply_each_structure_s_share_of_every_term():

@@ -240,14 +240,22 @@ class TrainConfig:
         return cls(**check_option_names(cls, values, "training"))
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
+    def from_yaml(cls, path: str | Path, saved: bool = False) -> TrainConfig:
+        """Options from a YAML file; ``saved=True`` for a run's own ``config.yaml``
+        (see :meth:`from_saved`)."""
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"config file {str(path)!r} does not exist")
         values = yaml.safe_load(path.read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path} must hold a mapping of options, got {type(values).__name__}")
-        return cls.from_dict(values)
+        return cls.from_saved(values) if saved else cls.from_dict(values)
+
+    @classmethod
+    def from_saved(cls, values: dict) -> TrainConfig:
+        """The config a run saved (every option written out): a run saved before
+        ``loss_normalization`` existed divided its loss terms by the sum of weights."""
+        return cls.from_dict({"loss_normalization": "weights", **values})
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -212,7 +212,7 @@ class Trainer:
             raise ValueError(
                 f"options {bad} cannot change when resuming; only {list(RESUMABLE_OPTIONS)} can"
             )
-        config = TrainConfig.from_dict(state["config"]).updated(out=str(out), **overrides)
+        config = TrainConfig.from_saved(state["config"]).updated(out=str(out), **overrides)
         return cls(config, progress=progress, state=state)
 
     # ------------------------------------------------------------------ data

@@ -195,7 +195,11 @@ def _check_same_options(config: TrainConfig, out: Path, fine_tuning: bool) -> No
     if not saved.is_file():
         return
     ignore = set(_FREE_OPTIONS) | ({"model"} if fine_tuning else set())
-    old = {k: v for k, v in TrainConfig.from_yaml(saved).to_dict().items() if k not in ignore}
+    old = {
+        k: v
+        for k, v in TrainConfig.from_yaml(saved, saved=True).to_dict().items()
+        if k not in ignore
+    }
     new = {k: v for k, v in config.to_dict().items() if k not in ignore}
     diff = sorted(k for k in new if old.get(k) != new[k])
     if diff:
