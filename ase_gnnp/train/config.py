@@ -203,13 +203,9 @@ class TrainConfig:
                 f"element_weight_exponent must be >= 0 and element_weight_cap >= 1, got "
                 f"{self.element_weight_exponent!r} and {self.element_weight_cap!r}"
             )
-        from ase_gnnp.train.loss import NORMALIZATIONS
+        from ase_gnnp.train.loss import check_normalization
 
-        if self.loss_normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"loss_normalization must be one of {NORMALIZATIONS}, "
-                f"got {self.loss_normalization!r}"
-            )
+        check_normalization(self.loss_normalization, "loss_normalization")
         from ase_gnnp.train.freeze import FREEZE_MODES
 
         if self.freeze not in FREEZE_MODES:

@@ -16,6 +16,12 @@ from ase_gnnp.graph import batch_index
 NORMALIZATIONS = ("labels", "weights")
 
 
+def check_normalization(value: str, name: str = "normalization") -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is one of :data:`NORMALIZATIONS`."""
+    if value not in NORMALIZATIONS:
+        raise ValueError(f"{name} must be one of {NORMALIZATIONS}, got {value!r}")
+
+
 def _masked_mean(
     x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, normalization: str = "labels"
 ) -> torch.Tensor:
@@ -66,8 +72,7 @@ def loss_terms(out: dict, data: Data, normalization: str = "labels") -> dict[str
         (eV², over structures whose group has two or more members in the batch), so energy
         differences within a group are fitted whatever the group's common offset.
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    check_normalization(normalization)
     natoms = data[K.NUM_ATOMS].to(out[K.ENERGY].dtype)
     weight = data[K.WEIGHT]
     atom_weight = weight[batch_index(data)]

@@ -35,7 +35,7 @@ from ase_gnnp.train import distributed
 from ase_gnnp.train.config import TrainConfig
 from ase_gnnp.train.ema import EMA
 from ase_gnnp.train.freeze import freeze
-from ase_gnnp.train.loss import NORMALIZATIONS, grouped, loss_terms, total_loss
+from ase_gnnp.train.loss import check_normalization, grouped, loss_terms, total_loss
 from ase_gnnp.train.plots import plot_learning_curve
 from ase_gnnp.train.statistics import fit_statistics
 from ase_gnnp.train.weighting import element_weights
@@ -67,8 +67,7 @@ def loss_denominators(graphs: list, normalization: str = "labels") -> torch.Tens
     torch.Tensor
         (len(graphs), len(LOSS_TERMS)) float64: each structure's ``Σ m`` or ``Σ w m``.
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    check_normalization(normalization)
     rows = []
     for g in graphs:
         w = g[K.WEIGHT].to(torch.float64).reshape(())
@@ -382,7 +381,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             options = forward_options(self.model, data) | {"stress": self.use_stress}
             out = self.model(data, create_graph=True, **options)
-            loss = total_loss(loss_terms(out, data, self.config.loss_normalization), self.weights)
+            loss = self._loss(out, data)
             loss.backward()
             if self.config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
