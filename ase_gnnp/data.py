@@ -201,10 +201,22 @@ def labelled_graph(
     keys: DataKeys = DataKeys(),
     dtype: torch.dtype = torch.float32,
     weight: float = 1.0,
+    atom_weight: np.ndarray | None = None,
 ) -> Data:
-    """Graph with reference labels and masks (see :mod:`ase_gnnp.keys`)."""
+    """Graph with reference labels and masks (see :mod:`ase_gnnp.keys`).
+
+    ``weight`` multiplies every loss term of the structure; ``atom_weight`` ((n,), default
+    ones) multiplies, on top of it, each atom's force and charge error.
+    """
     labels = reference_labels(atoms, keys)
     n = len(atoms)
+    if atom_weight is None:
+        atom_weight = np.ones(n)
+    atom_weight = np.asarray(atom_weight, dtype=float)
+    if atom_weight.shape != (n,) or not np.all(np.isfinite(atom_weight) & (atom_weight >= 0)):
+        raise ValueError(
+            f"atom_weight must hold {n} finite non-negative numbers, got shape {atom_weight.shape}"
+        )
     energy, forces, stress = labels["energy"], labels["forces"], labels["stress"]
     dipole, polar, charges = labels["dipole"], labels["polarizability"], labels["charges"]
     molecule = not bool(np.any(atoms.pbc))
@@ -218,6 +230,7 @@ def labelled_graph(
         ).view(1, 3, 3),
         K.HAS_STRESS: torch.tensor([stress is not None and bool(np.all(atoms.pbc))]),
         K.WEIGHT: torch.tensor([float(weight)], dtype=dtype),
+        K.ATOM_WEIGHT: torch.as_tensor(atom_weight, dtype=dtype),
         K.REF_DIPOLE: torch.as_tensor(np.zeros(3) if dipole is None else dipole, dtype=dtype).view(
             1, 3
         ),

@@ -24,6 +24,7 @@ HAS_ENERGY = "has_energy"  # (B,) bool
 HAS_FORCES = "has_forces"  # (N,) bool
 HAS_STRESS = "has_stress"  # (B,) bool
 WEIGHT = "weight"  # (B,) per-structure loss weight
+ATOM_WEIGHT = "atom_weight"  # (N,) per-atom loss weight (forces, charges), times WEIGHT
 REF_DIPOLE = "ref_dipole"  # (B, 3) e·Å
 REF_POLARIZABILITY = "ref_polarizability"  # (B, 3, 3) e·Å²/V
 REF_CHARGES = "ref_charges"  # (N,) e

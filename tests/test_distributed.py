@@ -213,7 +213,8 @@ def test_shard_splits_a_batch_into_contiguous_near_equal_parts():
 
 @pytest.mark.parametrize("normalization", ["labels", "weights"])
 def test_loss_shares_add_up_to_the_global_batch_loss(normalization):
-    """Scaled per-share losses sum to the loss of the whole batch (unequal sizes, weights)."""
+    """Scaled per-share losses sum to the loss of the whole batch (unequal sizes, structure
+    and atom weights)."""
     from torch_geometric.data import Batch
 
     from ase_gnnp.config import ModelConfig
@@ -224,7 +225,8 @@ def test_loss_shares_add_up_to_the_global_batch_loss(normalization):
 
     torch.manual_seed(0)
     model = GNNPModel(ModelConfig(cutoff=3.5, channels=4, lmax=1, num_layers=1)).double()
-    graphs = [labelled_graph(a, 3.5, dtype=torch.float64, weight=1.0 + k)
+    graphs = [labelled_graph(a, 3.5, dtype=torch.float64, weight=1.0 + k,
+                             atom_weight=np.linspace(0.5, 2.0 + k, len(a)))
               for k, a in enumerate(_frames()[9:14])]  # fmt: skip
     weights = {name: 1.0 + k for k, name in enumerate(LOSS_TERMS)}
     table = loss_denominators(graphs, normalization)

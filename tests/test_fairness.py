@@ -56,7 +56,8 @@ def test_fairness_study_and_cli(files, tmp_path, capsys):
                             seeds=[0, 1], progress=False)  # fmt: skip
     assert len(report["candidates"]) == 2
     best = min(report["candidates"], key=lambda c: c["val"]["worst"])
-    assert report["chosen"] == {"exponent": best["exponent"], "cap": best["cap"]}
+    assert report["chosen"] == {"exponent": best["exponent"], "cap": best["cap"],
+                                "scope": "structure"}  # fmt: skip
     for label in ("baseline", "weighted"):
         assert [r["seed"] for r in report[label]["runs"]] == [0, 1]
         assert set(report[label]["runs"][0]["per_element"]) == {"Cu", "Ni", "Au"}
@@ -90,3 +91,14 @@ def test_fairness_study_and_cli(files, tmp_path, capsys):
     assert (tmp_path / "study/fairness.png").stat().st_size > 1000
     assert main([*args[:-1], "--candidates", "one"]) == 2
     assert "EXPONENT:CAP" in capsys.readouterr().err
+    # per-atom weights: their own runs, the same unweighted baseline (reused)
+    assert main([*args[:-1], "--candidates", "1:10", "--seeds", "0", "--scope", "atom"]) == 0
+    assert "per atom" in capsys.readouterr().out
+    assert (tmp_path / "study/atom_p1_cap10_seed0/model.pt").is_file()
+    assert (tmp_path / "study/p0_cap10_seed0/model.pt").stat().st_mtime == mtimes[
+        tmp_path / "study/p0_cap10_seed0/model.pt"
+    ]
+    atom = json.loads((tmp_path / "study/fairness.json").read_text())
+    assert atom["chosen"]["scope"] == "atom"
+    assert atom["baseline"]["runs"][0] == report["baseline"]["runs"][0]
+    assert atom["weighted"]["runs"][0] != report["weighted"]["runs"][0]

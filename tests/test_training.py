@@ -371,6 +371,45 @@ def test_structure_weights_multiply_each_structure_s_share_of_every_term():
         TrainConfig.from_dict({"loss_normalization": "batch"})
 
 
+def test_atom_weights_multiply_each_atom_s_share_of_the_force_term():
+    """Per-atom weights act on forces only, on top of the structure weight."""
+    from ase import Atoms
+    from torch_geometric.data import Batch
+
+    from ase_gnnp.data import labelled_graph
+    from ase_gnnp.model import GNNPModel
+    from ase_gnnp.train.loss import loss_terms
+
+    torch.manual_seed(0)
+    model = GNNPModel(TINY_MODEL).double()
+    atoms = Atoms("SiGe", positions=[[0, 0, 0], [2.3, 0, 0]])
+    atoms.calc = SinglePointCalculator(atoms, energy=-7.0, forces=[[1.0, 0, 0], [-2.0, 0.5, 0]])
+    plain = Batch.from_data_list([labelled_graph(atoms, 3.5, dtype=torch.float64)])
+    out = model(plain)
+    per_atom = (out["forces"] - plain["ref_forces"]).pow(2).mean(-1).detach()
+    assert not torch.isclose(per_atom[0], per_atom[1])
+    base = loss_terms(out, plain)
+    for normalization, expected in (
+        ("labels", (3.0 * per_atom[0] + 0.5 * per_atom[1]) / 2),
+        ("weights", (3.0 * per_atom[0] + 0.5 * per_atom[1]) / 3.5),
+    ):
+        graph = labelled_graph(atoms, 3.5, dtype=torch.float64, atom_weight=np.array([3.0, 0.5]))
+        data = Batch.from_data_list([graph])
+        terms = loss_terms(model(data), data, normalization)
+        torch.testing.assert_close(terms["forces"].detach(), expected)
+        torch.testing.assert_close(terms["energy"], base["energy"])
+    # with a structure weight of 2 on top (labels): every atom's share doubles
+    graph = labelled_graph(atoms, 3.5, dtype=torch.float64, weight=2.0,
+                           atom_weight=np.array([3.0, 0.5]))  # fmt: skip
+    data = Batch.from_data_list([graph])
+    torch.testing.assert_close(loss_terms(model(data), data)["forces"].detach(),
+                               3.0 * per_atom[0] + 0.5 * per_atom[1])  # fmt: skip
+    with pytest.raises(ValueError, match="atom_weight must hold 2"):
+        labelled_graph(atoms, 3.5, atom_weight=np.ones(3))
+    with pytest.raises(ValueError, match="atom_weight must hold 2"):
+        labelled_graph(atoms, 3.5, atom_weight=np.array([1.0, -1.0]))
+
+
 def test_config_type_weights(tiny_dataset, tmp_path):
     trainer = Trainer(
         _config(tiny_dataset, tmp_path / "run", config_type_weights={"rattled": 4.0}),
@@ -418,6 +457,31 @@ def test_element_weights_follow_inverse_frequency():
         element_weights(frames, 1.0, cap=0.5)
 
 
+def test_atom_element_weights_follow_inverse_atom_frequency():
+    from ase_gnnp.train.weighting import atom_element_weights, atom_frequencies
+
+    si = bulk("Si", "diamond", a=5.43)  # 2 atoms
+    sige = si.copy()
+    sige.numbers[1] = 32
+    frames = [si] * 4 + [sige]  # 10 atoms: 9 Si, 1 Ge
+    assert atom_frequencies(frames) == pytest.approx({"Ge": 0.1, "Si": 0.9})
+    w = atom_element_weights(frames, exponent=1.0, cap=10.0)
+    scale = (9 * 1.0 + 9.0) / 10  # raw weights: Si 1, Ge 0.9 / 0.1 = 9; mean over atoms 1.8
+    np.testing.assert_allclose(w[0], [1 / scale, 1 / scale])
+    np.testing.assert_allclose(w[-1], [1 / scale, 9 / scale])  # Si in sige keeps its weight
+    assert np.concatenate(w).mean() == pytest.approx(1.0)
+    capped = atom_element_weights(frames, 1.0, cap=3.0)
+    np.testing.assert_allclose(capped[-1], np.array([1.0, 3.0]) / 1.2)
+    np.testing.assert_allclose(np.concatenate(atom_element_weights(frames, 0.0, 10.0)), 1.0)
+    # frequencies come from the reference (training) set; unseen elements count as rarest
+    carbon = bulk("C", "diamond", a=3.57)
+    unseen = atom_element_weights([carbon, sige], 1.0, 10.0, reference=frames)
+    np.testing.assert_allclose(unseen[0], 9 / scale)
+    np.testing.assert_allclose(unseen[1], w[-1])
+    with pytest.raises(ValueError, match="exponent must be >= 0"):
+        atom_element_weights(frames, -1.0, cap=10.0)
+
+
 def test_trainer_applies_element_weights_and_reads_several_files(tiny_dataset, tmp_path):
     frames = read(tiny_dataset, ":")
     for a in frames[:3]:  # three pure-Si structures: Ge is everywhere else
@@ -432,6 +496,19 @@ def test_trainer_applies_element_weights_and_reads_several_files(tiny_dataset, t
     assert weights.mean() == pytest.approx(1.0) and weights.max() > 1.0
     with pytest.raises(ValueError, match="element_weight_exponent must be >= 0"):
         _config(first, tmp_path, element_weight_exponent=-1.0)
+    assert all(torch.all(g["atom_weight"] == 1) for g in trainer.train_graphs)
+    # per atom: structure weights stay 1, the rare element's atoms weigh more, mean 1
+    atom = Trainer(config.updated(data=[str(first), str(second)], element_weight_scope="atom",
+                                  out=str(tmp_path / "atom")), progress=False)  # fmt: skip
+    assert {float(g["weight"]) for g in atom.train_graphs} == {1.0}
+    per_atom = torch.cat([g["atom_weight"] for g in atom.train_graphs])
+    numbers = torch.cat([g["numbers"] for g in atom.train_graphs])
+    assert float(per_atom.mean()) == pytest.approx(1.0, rel=1e-6)
+    si_count, ge_count = int((numbers == 14).sum()), int((numbers == 32).sum())
+    rare, common = (14, 32) if si_count < ge_count else (32, 14)
+    assert float(per_atom[numbers == rare].min()) > float(per_atom[numbers == common].max())
+    with pytest.raises(ValueError, match="element_weight_scope must be one of"):
+        _config(first, tmp_path, element_weight_scope="element")
     summary = evaluate_structures(trainer.model, frames)
     assert set(summary["per_element"]) == {"Si", "Ge"}
     with_ge = sum(32 in a.numbers for a in frames)

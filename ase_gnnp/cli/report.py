@@ -90,6 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="weightings tried on the validation split",
     )
     fair.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    fair.add_argument(
+        "--scope",
+        choices=("structure", "atom"),
+        help="weigh whole structures or the force errors of the rare atoms "
+        "(default: the config's element_weight_scope, else structure)",
+    )
     fair.add_argument("--max-minutes", type=float, help="per training run")
     fair.add_argument("--out", type=Path, required=True,
                       help="study folder (runs are reused or resumed); writes "
@@ -266,6 +272,8 @@ def _fairness(args: argparse.Namespace) -> int:
     small = ModelConfig(cutoff=5.0, channels=16, lmax=1, num_layers=2)
     base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig(model=small)
     changes = {"data": args.data, "threads": args.threads or base.threads}
+    if args.scope is not None:
+        changes["element_weight_scope"] = args.scope
     if args.max_minutes is not None:
         changes["max_minutes"] = args.max_minutes
     base = base.updated(**changes)
@@ -275,7 +283,7 @@ def _fairness(args: argparse.Namespace) -> int:
     if _write_study(report, args.out, "fairness", plot_fairness, args.json):
         return 0
     print(f"chosen on validation: exponent {report['chosen']['exponent']:g}, cap "
-          f"{report['chosen']['cap']:g}")  # fmt: skip
+          f"{report['chosen']['cap']:g}, per {report['chosen']['scope']}")  # fmt: skip
     for label in ("baseline", "weighted"):
         r = report[label]
         print(f"  {label:<9} worst element {1000 * r['worst']['mean']:.1f} ± "

@@ -59,11 +59,18 @@ class TrainConfig:
         243-atom cells as (0.16 meV)²; this term weighs it as (40 meV)². 0 (default)
         disables it. Not under ``torchrun``, whose ranks split batches.
     element_weight_exponent, element_weight_cap : float
-        Fair element weighting: each structure's loss weight is multiplied by
-        ``min(cap, max_e (f_max / f_e)^exponent)`` (``f_e``: share of training structures
-        holding element ``e``), normalised to mean 1; 0 (default) disables it. See
-        :func:`ase_gnnp.train.weighting.element_weights`. Choose them on the validation
-        split.
+        Fair element weighting: with ``element_weight_scope="structure"`` each
+        structure's loss weight is multiplied by ``min(cap, max_e (f_max /
+        f_e)^exponent)`` (``f_e``: share of training structures holding element ``e``),
+        normalised to mean 1 (:func:`ase_gnnp.train.weighting.element_weights`); 0
+        (default) disables it. Choose them on the validation split.
+    element_weight_scope : str
+        ``"structure"`` (default): the weight above multiplies every loss term of a
+        structure. ``"atom"``: each atom's force (and charge) error is multiplied by
+        ``min(cap, (f_max / f_Z)^exponent)`` with ``f_Z`` the share of training *atoms*
+        of its element, normalised to mean 1 over the training atoms
+        (:func:`ase_gnnp.train.weighting.atom_element_weights`); the common atoms of a
+        structure holding a rare element, and energies and stresses, keep their weight.
     loss_normalization : str
         What each loss term's weighted sum over a batch is divided by. ``"labels"``
         (default, as MACE): the number of labelled structures (atoms for forces and
@@ -138,6 +145,7 @@ class TrainConfig:
     relative_energy_weight: float = 0.0
     element_weight_exponent: float = 0.0
     element_weight_cap: float = 10.0
+    element_weight_scope: str = "structure"
     loss_normalization: str = "labels"
     ema_decay: float = 0.99
     grad_clip: float = 10.0
@@ -202,6 +210,12 @@ class TrainConfig:
             raise ValueError(
                 f"element_weight_exponent must be >= 0 and element_weight_cap >= 1, got "
                 f"{self.element_weight_exponent!r} and {self.element_weight_cap!r}"
+            )
+        from ase_gnnp.train.weighting import SCOPES
+
+        if self.element_weight_scope not in SCOPES:
+            raise ValueError(
+                f"element_weight_scope must be one of {SCOPES}, got {self.element_weight_scope!r}"
             )
         from ase_gnnp.train.loss import check_normalization
 

@@ -56,8 +56,9 @@ def _relative_energy(
 
 
 def loss_terms(out: dict, data: Data, normalization: str = "labels") -> dict[str, torch.Tensor]:
-    """Per-term mean squared errors, weighted by the structure weights (:data:`K.WEIGHT`)
-    over the labelled structures (atoms) and divided as ``normalization`` says
+    """Per-term mean squared errors, weighted by the structure weights (:data:`K.WEIGHT`;
+    per-atom terms also by :data:`K.ATOM_WEIGHT` where the graphs carry it) over the
+    labelled structures (atoms) and divided as ``normalization`` says
     (:data:`NORMALIZATIONS`).
 
     Returns
@@ -76,6 +77,8 @@ def loss_terms(out: dict, data: Data, normalization: str = "labels") -> dict[str
     natoms = data[K.NUM_ATOMS].to(out[K.ENERGY].dtype)
     weight = data[K.WEIGHT]
     atom_weight = weight[batch_index(data)]
+    if K.ATOM_WEIGHT in data:
+        atom_weight = atom_weight * data[K.ATOM_WEIGHT]
 
     def mean(x: torch.Tensor, w: torch.Tensor, mask_key: str) -> torch.Tensor:
         return _masked_mean(x, w, data[mask_key], normalization)

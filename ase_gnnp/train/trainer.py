@@ -38,7 +38,7 @@ from ase_gnnp.train.freeze import freeze
 from ase_gnnp.train.loss import check_normalization, grouped, loss_terms, total_loss
 from ase_gnnp.train.plots import plot_learning_curve
 from ase_gnnp.train.statistics import fit_statistics
-from ase_gnnp.train.weighting import element_weights
+from ase_gnnp.train.weighting import atom_element_weights, element_weights
 
 STATE_FORMAT = "ase_gnnp-train-state"
 #: options that may differ between a run and its ``--resume`` (everything else is kept)
@@ -58,9 +58,10 @@ def loss_denominators(graphs: list, normalization: str = "labels") -> torch.Tens
 
     :func:`ase_gnnp.train.loss.loss_terms` averages every term over a batch as
     ``Σ w m x / Σ m`` (``normalization="labels"``) or ``Σ w m x / Σ w m``
-    (``"weights"``), with ``w`` the structure weight and ``m`` the label mask (per
-    structure for energy, stress, dipole and polarizability, per atom for forces and
-    charges, grouped structures for the relative energy).
+    (``"weights"``), with ``w`` the structure weight (times the atom weights for forces
+    and charges) and ``m`` the label mask (per structure for energy, stress, dipole and
+    polarizability, per atom for forces and charges, grouped structures for the relative
+    energy).
 
     Returns
     -------
@@ -73,9 +74,13 @@ def loss_denominators(graphs: list, normalization: str = "labels") -> torch.Tens
         w = g[K.WEIGHT].to(torch.float64).reshape(())
         if normalization == "labels":
             w = torch.ones_like(w)
+        per_atom = w
+        if normalization == "weights" and K.ATOM_WEIGHT in g:
+            per_atom = w * g[K.ATOM_WEIGHT].to(torch.float64)
         masks = (K.HAS_ENERGY, K.HAS_FORCES, K.HAS_STRESS, K.HAS_DIPOLE, K.HAS_POLARIZABILITY,
                  K.HAS_CHARGES)  # fmt: skip
-        row = [(w * g[m].to(torch.float64)).sum() for m in masks]
+        row = [((per_atom if m in (K.HAS_FORCES, K.HAS_CHARGES) else w)
+                * g[m].to(torch.float64)).sum() for m in masks]  # fmt: skip
         in_group = grouped(g).to(torch.float64).sum() if K.ENERGY_GROUP in g else w * 0
         rows.append(torch.stack([*row, w * in_group]))
     return torch.stack(rows) if rows else torch.zeros(0, len(LOSS_TERMS), dtype=torch.float64)
@@ -249,13 +254,16 @@ class Trainer:
 
         def make(subset: list) -> list:
             weights = [cfg.config_type_weights.get(t, 1.0) for t in config_types(subset)]
-            if cfg.element_weight_exponent > 0:  # training frequencies for both splits
-                fair = element_weights(subset, cfg.element_weight_exponent,
-                                       cfg.element_weight_cap, reference=train_frames)  # fmt: skip
+            per_atom = [None] * len(subset)
+            fair_args = (cfg.element_weight_exponent, cfg.element_weight_cap)
+            if cfg.element_weight_exponent > 0 and cfg.element_weight_scope == "atom":
+                per_atom = atom_element_weights(subset, *fair_args, reference=train_frames)
+            elif cfg.element_weight_exponent > 0:  # training frequencies for both splits
+                fair = element_weights(subset, *fair_args, reference=train_frames)
                 weights = [w * float(f) for w, f in zip(weights, fair)]
             return [
-                labelled_graph(a, cutoff, cfg.keys, self.dtype, weight=w)
-                for a, w in zip(subset, weights)
+                labelled_graph(a, cutoff, cfg.keys, self.dtype, weight=w, atom_weight=aw)
+                for a, w, aw in zip(subset, weights, per_atom)
             ]
 
         self.train_graphs = make(train_frames)

@@ -54,6 +54,7 @@ def _train(config: TrainConfig, test_frames, progress: bool) -> dict:
     result = {
         "exponent": config.element_weight_exponent,
         "cap": config.element_weight_cap,
+        "scope": config.element_weight_scope,
         "seed": config.seed,
         "val_per_element": val["per_element"],
         "val": group_figures(val["per_element"]),
@@ -77,7 +78,10 @@ def fairness_study(
     Each candidate ``(exponent, cap)`` is trained once (seed ``seeds[0]``); the one with
     the smallest worst-element force error on the validation split is chosen (the test
     split plays no part), then both the unweighted baseline and the chosen weighting are
-    trained with every seed and evaluated on ``test``. Runs live in ``out/<name>/`` and
+    trained with every seed and evaluated on ``test``. The weights act as
+    ``base.element_weight_scope`` says (per structure, or per atom: runs named
+    ``atom_...``; the unweighted baseline is the same run for both). Runs live in
+    ``out/<name>/`` and
     are reused or resumed, so a killed study continues; a run asked with other options or
     other training data is a ``ValueError``, never silently reused.
 
@@ -93,15 +97,17 @@ def fairness_study(
     test_frames = read(test, ":")
 
     def run(exponent: float, cap: float, seed: int) -> dict:
-        name = f"p{exponent:g}_cap{cap:g}_seed{seed}"
+        scope = base.element_weight_scope if exponent > 0 else "structure"
+        name = ("atom_" if scope == "atom" else "") + f"p{exponent:g}_cap{cap:g}_seed{seed}"
         config = base.updated(out=str(out / name), seed=seed, element_weight_exponent=exponent,
-                              element_weight_cap=cap)  # fmt: skip
+                              element_weight_cap=cap, element_weight_scope=scope)  # fmt: skip
         return _train(config, test_frames, progress)
 
     tried = [run(p, c, seeds[0]) for p, c in candidates]
     chosen = min(tried, key=lambda r: r["val"]["worst"])
     report = {"candidates": [{k: r[k] for k in ("exponent", "cap", "val")} for r in tried],
-              "chosen": {"exponent": chosen["exponent"], "cap": chosen["cap"]}}  # fmt: skip
+              "chosen": {"exponent": chosen["exponent"], "cap": chosen["cap"],
+                         "scope": base.element_weight_scope}}  # fmt: skip
     for label, (p, c) in (("baseline", (0.0, base.element_weight_cap)),
                           ("weighted", (chosen["exponent"], chosen["cap"]))):  # fmt: skip
         runs = [run(p, c, s) for s in seeds]
@@ -134,8 +140,8 @@ def plot_fairness(report: dict, path: str | Path) -> Path:
                            for r in report[label]["runs"]])  # fmt: skip
         std = values.std(axis=0, ddof=1) if len(values) > 1 else None
         text = label if label == "baseline" else (
-            f"weighted (exponent {report['chosen']['exponent']:g}, cap "
-            f"{report['chosen']['cap']:g})")  # fmt: skip
+            f"weighted per {report['chosen'].get('scope', 'structure')} (exponent "
+            f"{report['chosen']['exponent']:g}, cap {report['chosen']['cap']:g})")  # fmt: skip
         ax.bar(x + 0.4 * k - 0.2, 1000 * values.mean(axis=0), 0.4,
                yerr=None if std is None else 1000 * std, capsize=3, label=text)  # fmt: skip
     ax.set_xticks(x, elements)
