@@ -16,6 +16,7 @@ while the model's own (curvature) error is the difference of the two converged v
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -33,6 +34,7 @@ from ase.build import bulk  # noqa: E402
 from ase.units import kB  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from ase_gnnp.checkpoint import resolve_model_path  # noqa: E402
 from ase_gnnp.integrations.ipi import IPIServer, read_properties, write_pimd_input  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +51,21 @@ def block_mean(x: np.ndarray, blocks: int = 10) -> tuple[float, float]:
     return float(np.mean(x)), float(means.std(ddof=1) / np.sqrt(blocks))
 
 
+def checkpoint_digest(source: list[str]) -> str | None:
+    """SHA-256 of the model file a ``--model`` source names (None for a teacher)."""
+    if source[0] != "--model":
+        return None
+    return hashlib.sha256(resolve_model_path(source[1]).read_bytes()).hexdigest()
+
+
 def run_pimd(source: list[str], nbeads: int, args, workdir: Path) -> dict:
     """One i-PI run served by ``args.clients`` clients; block averages after equilibration.
 
     A finished run leaves ``result.json`` and ``series.npz`` in ``workdir`` and is not
-    repeated when the script runs again with the same settings (resume after a kill)."""
-    settings = {"source": source, "nbeads": nbeads, "steps": args.steps,
+    repeated when the script runs again with the same settings and the same model file
+    (resume after a kill; a re-trained model under the same name runs afresh)."""
+    settings = {"source": source, "checkpoint_sha256": checkpoint_digest(source),
+                "nbeads": nbeads, "steps": args.steps,
                 "temperature": args.temperature, "seed": args.seed}  # fmt: skip
     done = workdir / "result.json"
     if done.is_file():
