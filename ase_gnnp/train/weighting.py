@@ -23,6 +23,13 @@ __all__ = [
 SCOPES = ("structure", "atom")
 
 
+def _check(exponent: float, cap: float) -> None:
+    if exponent < 0:
+        raise ValueError(f"element weight exponent must be >= 0, got {exponent!r}")
+    if not cap >= 1:
+        raise ValueError(f"element weight cap must be >= 1, got {cap!r}")
+
+
 def element_frequencies(frames: Sequence[Atoms]) -> dict[str, float]:
     """Share of structures that hold each element."""
     counts: dict[str, int] = {}
@@ -50,10 +57,7 @@ def element_weights(
     -------
     ndarray (len(frames),)
     """
-    if exponent < 0:
-        raise ValueError(f"element weight exponent must be >= 0, got {exponent!r}")
-    if not cap >= 1:
-        raise ValueError(f"element weight cap must be >= 1, got {cap!r}")
+    _check(exponent, cap)
     reference = list(frames if reference is None else reference)
     freq = element_frequencies(reference)
     f_max, f_min = max(freq.values()), min(freq.values())
@@ -96,10 +100,7 @@ def atom_element_weights(
     list of ndarray
         One (len(atoms),) array per structure of ``frames``.
     """
-    if exponent < 0:
-        raise ValueError(f"element weight exponent must be >= 0, got {exponent!r}")
-    if not cap >= 1:
-        raise ValueError(f"element weight cap must be >= 1, got {cap!r}")
+    _check(exponent, cap)
     reference = list(frames if reference is None else reference)
     freq = atom_frequencies(reference)
     f_max, f_min = max(freq.values()), min(freq.values())
