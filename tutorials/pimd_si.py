@@ -16,7 +16,6 @@ while the model's own (curvature) error is the difference of the two converged v
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -36,6 +35,7 @@ from tqdm import tqdm  # noqa: E402
 
 from ase_gnnp.checkpoint import resolve_model_path  # noqa: E402
 from ase_gnnp.integrations.ipi import IPIServer, read_properties, write_pimd_input  # noqa: E402
+from ase_gnnp.workflows.transfer import _fingerprint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVABLES = {
@@ -55,7 +55,7 @@ def checkpoint_digest(source: list[str]) -> str | None:
     """SHA-256 of the model file a ``--model`` source names (None for a teacher)."""
     if source[0] != "--model":
         return None
-    return hashlib.sha256(resolve_model_path(source[1]).read_bytes()).hexdigest()
+    return _fingerprint(resolve_model_path(source[1]))
 
 
 def run_pimd(source: list[str], nbeads: int, args, workdir: Path) -> dict:
