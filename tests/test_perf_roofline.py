@@ -155,9 +155,11 @@ def test_checkpointing_keeps_force_training_gradients(small_model):
     assert any(float(g.abs().max()) > 0 for g in grads[0])
 
 
-def test_mixed_precision_keeps_outputs_in_model_dtype():
+@pytest.mark.parametrize("correlation", [1, 3])  # 3: the product basis under autocast too
+def test_mixed_precision_keeps_outputs_in_model_dtype(correlation):
     torch.manual_seed(0)
-    model = GNNPModel(ModelConfig(cutoff=3.5, channels=8, lmax=1)).eval()
+    model = GNNPModel(ModelConfig(cutoff=3.5, channels=8, lmax=1, correlation=correlation))
+    model.eval()
     atoms = make_bulk()
     ref = _all_outputs(model, atoms)
     model.set_performance_options(autocast_dtype=torch.bfloat16)

@@ -49,7 +49,17 @@ class ChannelProduct(nn.Module):
         self.linear = o3.Linear(self.tp.irreps_out, irreps)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(N, irreps.dim) x (N, irreps.dim) -> (N, irreps.dim)."""
+        """(N, irreps.dim) x (N, irreps.dim) -> (N, irreps.dim).
+
+        Under ``torch.autocast`` the product runs in the module's own dtype: e3nn's
+        generated code contracts with Clebsch–Gordan buffers through ``tensordot``, which
+        autocast does not cast. It is a per-atom cost, small beside the edges'.
+        """
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            dtype = self.linear.weight.dtype
+            with torch.autocast(device, enabled=False):
+                return self.linear(self.tp(x.to(dtype), y.to(dtype)))
         return self.linear(self.tp(x, y))
 
 
