@@ -75,6 +75,14 @@ def test_voigt_reuss_hill_of_an_isotropic_tensor():
     assert moduli["poisson_hill"] == pytest.approx(lam / (2 * (lam + mu)))
 
 
+def test_voigt_reuss_hill_of_a_singular_tensor_leaves_reuss_undefined():
+    C = np.zeros((6, 6))
+    C[:3, :3] = 50.0  # a step below round-off: only the normal block survives, singular
+    moduli = voigt_reuss_hill(C)
+    assert moduli["bulk_voigt"] == pytest.approx(50.0)
+    assert np.isnan(moduli["bulk_reuss"]) and np.isnan(moduli["shear_hill"])
+
+
 def test_engineering_shear_strain():
     eps = voigt_strain_matrix([0, 0, 0, 0.02, 0, 0])
     assert eps[1, 2] == eps[2, 1] == pytest.approx(0.01)

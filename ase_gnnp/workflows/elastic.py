@@ -82,9 +82,17 @@ class ElasticResult:
 
 
 def voigt_reuss_hill(C: np.ndarray) -> dict[str, float]:
-    """Bulk, shear and Young's moduli (GPa) in the Voigt, Reuss and Hill averages."""
+    """Bulk, shear and Young's moduli (GPa) in the Voigt, Reuss and Hill averages.
+
+    The Reuss (and so the Hill) figures need the compliance ``S = C⁻¹``; for a singular
+    ``C`` (e.g. a strain step below the energy's round-off, which leaves rows of zeros)
+    they are NaN, and the Voigt figures are still given.
+    """
     C = np.asarray(C, dtype=float)
-    S = np.linalg.inv(C)
+    try:
+        S = np.linalg.inv(C)
+    except np.linalg.LinAlgError:
+        S = np.full_like(C, np.nan)
     kv = (C[0, 0] + C[1, 1] + C[2, 2] + 2 * (C[0, 1] + C[1, 2] + C[0, 2])) / 9
     gv = (
         C[0, 0] + C[1, 1] + C[2, 2] - (C[0, 1] + C[1, 2] + C[0, 2])
