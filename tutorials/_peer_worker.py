@@ -12,7 +12,8 @@ Kinds (all float32, forces and stress every step):
 
 - ``gnnp``: a randomly initialised ``GNNPModel`` (default ``ModelConfig(cutoff=5.0,
   channels=64, lmax=1, num_layers=2)``, change with ``--gnnp-config JSON``);
-- ``sige-small``: the shipped trained ase_gnnp model (cutoff 4 Å, 32 channels, lmax 2);
+- ``sige-small``: the shipped trained ase_gnnp model (cutoff 3.5 Å, one layer, 32 channels,
+  lmax 2, correlation 3);
 - ``mace``: a randomly initialised ``mace.modules.ScaleShiftMACE`` as ``mace_run_train``
   builds it by default, with hidden irreps 64x0e+64x1o, max_ell 3, correlation 3,
   r_max 5 Å, 2 interactions, 8 Bessel functions, in ``mace.calculators.MACECalculator``;

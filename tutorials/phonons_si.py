@@ -6,9 +6,10 @@ primitive matrix "F", bands along the standard fcc path, DOS and thermal propert
 the model, force constants also come from its analytic Hessian (autograd, rows of the two
 primitive atoms only) and are compared with the finite-displacement ones.
 
-A message-passing model with two 4 Å layers has force constants reaching 8 Å, so its
-converged supercell is larger than Tersoff's (3 Å cutoff): the full mode runs the 2×2×2
-(64 atoms) and 3×3×3 (216 atoms) supercells and reports both.
+A message-passing model's force constants reach as far as its layers see together (one
+3.5 Å layer for the shipped model; two 4 Å layers would reach 8 Å), which may make its
+converged supercell larger than Tersoff's (3 Å cutoff): the full mode runs the 2×2×2 (64
+atoms) and 3×3×3 (216 atoms) supercells and reports both.
 
 Acceptance targets of the workflows issue: Γ-optical and X-point frequencies within 2 % of
 the teacher; analytic and finite-displacement force constants within 1 %.
