@@ -6,10 +6,13 @@ primitive matrix "F", bands along the standard fcc path, DOS and thermal propert
 the model, force constants also come from its analytic Hessian (autograd, rows of the two
 primitive atoms only) and are compared with the finite-displacement ones.
 
-A message-passing model's force constants reach as far as its layers see together (one
-3.5 Å layer for the shipped model; two 4 Å layers would reach 8 Å), which may make its
-converged supercell larger than Tersoff's (3 Å cutoff): the full mode runs the 2×2×2 (64
-atoms) and 3×3×3 (216 atoms) supercells and reports both.
+A message-passing model couples two atoms when both lie in the receptive field
+(layers × cutoff) of a common atom, so its force constants may reach further than
+Tersoff's, which end at the second neighbours (3.84 Å); then its converged supercell is
+larger. The shipped one-layer 3.5 Å model's end at the second neighbours too (no atom of
+diamond Si is within 3.5 Å of both an atom and its third neighbour); the earlier 4 Å
+two-layer one had forces on the fifth shell. The full mode runs the 2×2×2 (64 atoms) and
+3×3×3 (216 atoms) supercells and reports both.
 
 Acceptance targets of the workflows issue: Γ-optical and X-point frequencies within 2 % of
 the teacher; analytic and finite-displacement force constants within 1 %.
