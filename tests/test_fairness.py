@@ -102,3 +102,12 @@ def test_fairness_study_and_cli(files, tmp_path, capsys):
     assert atom["chosen"]["scope"] == "atom"
     assert atom["baseline"]["runs"][0] == report["baseline"]["runs"][0]
     assert atom["weighted"]["runs"][0] != report["weighted"]["runs"][0]
+    # weights as drawing probabilities: their own runs, the same baseline again
+    assert main([*args[:-1], "--candidates", "1:10", "--seeds", "0", "--scope", "sampling"]) == 0
+    assert "as drawing probabilities" in capsys.readouterr().out
+    assert (tmp_path / "study/sampling_p1_cap10_seed0/model.pt").is_file()
+    drawn = json.loads((tmp_path / "study/fairness.json").read_text())
+    assert drawn["chosen"]["scope"] == "sampling"
+    assert drawn["baseline"]["runs"][0] == report["baseline"]["runs"][0]
+    assert drawn["weighted"]["runs"][0] not in (report["weighted"]["runs"][0],
+                                                atom["weighted"]["runs"][0])  # fmt: skip

@@ -515,6 +515,53 @@ def test_trainer_applies_element_weights_and_reads_several_files(tiny_dataset, t
     assert summary["per_element"]["Ge"]["n_structures"] == with_ge < 16
 
 
+def test_sampling_scope_draws_rare_structures_more_often_and_keeps_the_loss_unweighted(
+    tiny_dataset, tmp_path
+):
+    frames = read(tiny_dataset, ":")
+    for a in frames[:3]:  # three pure-Si structures: Ge is everywhere else
+        a.numbers[:] = 14
+    data = tmp_path / "d.extxyz"
+    write(data, frames, format="extxyz")
+    config = _config(data, tmp_path / "run", element_weight_exponent=1.0,
+                     element_weight_scope="sampling", element_weight_cap=30.0)  # fmt: skip
+    trainer = Trainer(config, progress=False)
+    assert {float(g["weight"]) for g in trainer.train_graphs} == {1.0}  # not in the loss
+    assert max(float(g["weight"]) for g in trainer.val_graphs) > 1.0  # validation keeps it
+    drawn = trainer.sample_weights
+    assert drawn is not None and len(drawn) == len(trainer.train_graphs)
+    # Si is in every structure, Ge (the rarer element) in all but the pure-Si ones
+    has_ge = np.array([bool(g["numbers"].eq(32).any()) for g in trainer.train_graphs])
+    assert has_ge.any() and not has_ge.all()
+    np.testing.assert_allclose(drawn[has_ge], drawn[has_ge].max())
+    assert float(drawn[has_ge].min()) > float(drawn[~has_ge].max())
+    # one epoch has len(train) draws with replacement; over many epochs each structure is
+    # drawn in proportion to its weight (the rare ones more often than the rest)
+    counts = np.zeros(len(has_ge))
+    epochs = 400
+    for epoch in range(epochs):
+        batches = list(trainer._index_loader(epoch))
+        assert sum(map(len, batches)) == len(has_ge)
+        for batch in batches:
+            np.add.at(counts, batch, 1)
+    expected = epochs * len(has_ge) * drawn.numpy() / drawn.numpy().sum()
+    np.testing.assert_allclose(counts, expected, rtol=0.15)
+    assert counts[has_ge].sum() / has_ge.sum() > counts[~has_ge].sum() / (~has_ge).sum()
+    # the training loader draws the same structures as the index loader (torchrun)
+    sizes = [b.num_graphs for b in trainer._loader(0)]
+    assert sum(sizes) == len(has_ge) and max(sizes) == config.batch_size
+    trainer.train_epoch()
+    # without weights: the usual shuffle, every structure once per epoch
+    plain = Trainer(config.updated(element_weight_exponent=0.0, out=str(tmp_path / "p")),
+                    progress=False)  # fmt: skip
+    assert plain.sample_weights is None
+    once = sorted(i for b in plain._index_loader(0) for i in b)
+    assert once == list(range(len(plain.train_graphs)))
+    with pytest.raises(ValueError, match="'sampling' cannot be combined with a relative"):
+        _config(data, tmp_path, element_weight_scope="sampling", relative_energy_key="group",
+                relative_energy_weight=1.0)  # fmt: skip
+
+
 def test_freeze_modes(small_model):
     from ase_gnnp.train.freeze import freeze
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ase_gnnp.cli._common import DTYPES, add_model_options, setup_threads
+from ase_gnnp.train.weighting import SCOPES
 
 HELP = ("reports with JSON and PNG output: transfer, mixing (alloy mixing energies), fairness, "
         "sample-efficiency")  # fmt: skip
@@ -92,9 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fair.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     fair.add_argument(
         "--scope",
-        choices=("structure", "atom"),
-        help="weigh whole structures or the force errors of the rare atoms "
-        "(default: the config's element_weight_scope, else structure)",
+        choices=SCOPES,
+        help="weigh whole structures' losses, the force errors of the rare atoms, or how "
+        "often structures are drawn (default: the config's element_weight_scope, else "
+        "structure)",
     )
     fair.add_argument("--max-minutes", type=float, help="per training run")
     fair.add_argument("--out", type=Path, required=True,
@@ -264,6 +266,10 @@ def _candidate(text: str) -> tuple[float, float]:
         raise ValueError(f"--candidates takes EXPONENT:CAP, e.g. 1:10, got {text!r}") from None
 
 
+_SCOPE_WORDS = {"structure": "per structure", "atom": "per atom",
+                "sampling": "as drawing probabilities"}  # fmt: skip
+
+
 def _fairness(args: argparse.Namespace) -> int:
     from ase_gnnp.config import ModelConfig
     from ase_gnnp.train import TrainConfig
@@ -283,7 +289,7 @@ def _fairness(args: argparse.Namespace) -> int:
     if _write_study(report, args.out, "fairness", plot_fairness, args.json):
         return 0
     print(f"chosen on validation: exponent {report['chosen']['exponent']:g}, cap "
-          f"{report['chosen']['cap']:g}, per {report['chosen']['scope']}")  # fmt: skip
+          f"{report['chosen']['cap']:g}, {_SCOPE_WORDS[report['chosen']['scope']]}")  # fmt: skip
     for label in ("baseline", "weighted"):
         r = report[label]
         print(f"  {label:<9} worst element {1000 * r['worst']['mean']:.1f} ± "

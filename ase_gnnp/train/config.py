@@ -71,6 +71,13 @@ class TrainConfig:
         of its element, normalised to mean 1 over the training atoms
         (:func:`ase_gnnp.train.weighting.atom_element_weights`); the common atoms of a
         structure holding a rare element, and energies and stresses, keep their weight.
+        ``"sampling"``: the structure weight is not in the training loss; instead each
+        epoch draws as many structures as the training set has, with replacement, with
+        probabilities proportional to it (oversampling: in expectation the same
+        weighted loss, but rare structures come as more frequent batches of ordinary
+        size rather than as rare large gradients, which Adam's second moment and
+        gradient clipping damp). Validation losses keep the weight, so model selection
+        sees the same weighted risk. Not with ``relative_energy_key``.
     loss_normalization : str
         What each loss term's weighted sum over a batch is divided by. ``"labels"``
         (default, as MACE): the number of labelled structures (atoms for forces and
@@ -216,6 +223,11 @@ class TrainConfig:
         if self.element_weight_scope not in SCOPES:
             raise ValueError(
                 f"element_weight_scope must be one of {SCOPES}, got {self.element_weight_scope!r}"
+            )
+        if self.element_weight_scope == "sampling" and self.relative_energy_key:
+            raise ValueError(
+                "element_weight_scope='sampling' cannot be combined with a relative-energy "
+                "loss (its batches are drawn per group); use scope 'structure' or 'atom'"
             )
         from ase_gnnp.train.loss import check_normalization
 

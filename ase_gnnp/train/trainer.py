@@ -252,13 +252,15 @@ class Trainer:
             )
         cutoff = self.model.cutoff
 
-        def make(subset: list) -> list:
+        fair_args = (cfg.element_weight_exponent, cfg.element_weight_cap)
+        sampling = cfg.element_weight_exponent > 0 and cfg.element_weight_scope == "sampling"
+
+        def make(subset: list, in_loss: bool = True) -> list:
             weights = [cfg.config_type_weights.get(t, 1.0) for t in config_types(subset)]
             per_atom = [None] * len(subset)
-            fair_args = (cfg.element_weight_exponent, cfg.element_weight_cap)
             if cfg.element_weight_exponent > 0 and cfg.element_weight_scope == "atom":
                 per_atom = atom_element_weights(subset, *fair_args, reference=train_frames)
-            elif cfg.element_weight_exponent > 0:  # training frequencies for both splits
+            elif cfg.element_weight_exponent > 0 and in_loss:  # training frequencies
                 fair = element_weights(subset, *fair_args, reference=train_frames)
                 weights = [w * float(f) for w, f in zip(weights, fair)]
             return [
@@ -266,8 +268,14 @@ class Trainer:
                 for a, w, aw in zip(subset, weights, per_atom)
             ]
 
-        self.train_graphs = make(train_frames)
+        self.train_graphs = make(train_frames, in_loss=not sampling)
         self.val_graphs = make(val_frames)
+        #: drawing weights of the training structures (scope "sampling"), else None
+        self.sample_weights = (
+            torch.as_tensor(element_weights(train_frames, *fair_args), dtype=torch.float64)
+            if sampling
+            else None
+        )
         self.val_groups = config_types(val_frames)
         if cfg.relative_energy_key:
             self._set_energy_groups(train_frames, val_frames)
@@ -313,12 +321,23 @@ class Trainer:
     def _select(self, frames: list, source: str) -> list:
         return select_frames(frames, self.config.config_types, self.config.elements, source)
 
+    def _sampler(self, generator: torch.Generator) -> dict:
+        """DataLoader arguments that order one epoch: a shuffle, or (element weight scope
+        ``"sampling"``) ``len(train_graphs)`` draws with replacement, with probabilities
+        proportional to :attr:`sample_weights`."""
+        if self.sample_weights is None:
+            return {"shuffle": True, "generator": generator}
+        sampler = torch.utils.data.WeightedRandomSampler(
+            self.sample_weights, len(self.train_graphs), replacement=True, generator=generator
+        )
+        return {"sampler": sampler}
+
     def _loader(self, epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
         if self.config.relative_energy_key:
             return DataLoader(self.train_graphs, batch_sampler=self._group_batches(gen))
         return DataLoader(
-            self.train_graphs, batch_size=self.config.batch_size, shuffle=True, generator=gen
+            self.train_graphs, batch_size=self.config.batch_size, **self._sampler(gen)
         )
 
     def _index_loader(self, epoch: int) -> torch.utils.data.DataLoader:
@@ -330,8 +349,8 @@ class Trainer:
         """
         gen = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
         return torch.utils.data.DataLoader(
-            range(len(self.train_graphs)), batch_size=self.config.batch_size, shuffle=True,
-            generator=gen, collate_fn=list,
+            range(len(self.train_graphs)), batch_size=self.config.batch_size,
+            collate_fn=list, **self._sampler(gen),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ state

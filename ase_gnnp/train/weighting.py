@@ -17,10 +17,12 @@ __all__ = [
 ]
 
 
-#: What an element weight multiplies (:attr:`TrainConfig.element_weight_scope`): every
-#: loss term of a structure holding the element (``"structure"``), or the force and
-#: charge errors of the element's atoms only (``"atom"``).
-SCOPES = ("structure", "atom")
+#: What an element weight acts on (:attr:`TrainConfig.element_weight_scope`): every
+#: loss term of a structure holding the element (``"structure"``), the force and charge
+#: errors of the element's atoms only (``"atom"``), or how often a structure holding
+#: the element is drawn into a batch (``"sampling"``, the structure weight of
+#: :func:`element_weights` as its drawing probability, with replacement).
+SCOPES = ("structure", "atom", "sampling")
 
 
 def _check(exponent: float, cap: float) -> None:

@@ -79,8 +79,9 @@ def fairness_study(
     the smallest worst-element force error on the validation split is chosen (the test
     split plays no part), then both the unweighted baseline and the chosen weighting are
     trained with every seed and evaluated on ``test``. The weights act as
-    ``base.element_weight_scope`` says (per structure, or per atom: runs named
-    ``atom_...``; the unweighted baseline is the same run for both). Runs live in
+    ``base.element_weight_scope`` says (per structure; per atom: runs named ``atom_...``;
+    as drawing probabilities: ``sampling_...``; the unweighted baseline is the same run
+    for all). Runs live in
     ``out/<name>/`` and
     are reused or resumed, so a killed study continues; a run asked with other options or
     other training data is a ``ValueError``, never silently reused.
@@ -98,7 +99,8 @@ def fairness_study(
 
     def run(exponent: float, cap: float, seed: int) -> dict:
         scope = base.element_weight_scope if exponent > 0 else "structure"
-        name = ("atom_" if scope == "atom" else "") + f"p{exponent:g}_cap{cap:g}_seed{seed}"
+        prefix = "" if scope == "structure" else f"{scope}_"
+        name = prefix + f"p{exponent:g}_cap{cap:g}_seed{seed}"
         config = base.updated(out=str(out / name), seed=seed, element_weight_exponent=exponent,
                               element_weight_cap=cap, element_weight_scope=scope)  # fmt: skip
         return _train(config, test_frames, progress)
