@@ -111,3 +111,18 @@ def test_fairness_study_and_cli(files, tmp_path, capsys):
     assert drawn["baseline"]["runs"][0] == report["baseline"]["runs"][0]
     assert drawn["weighted"]["runs"][0] not in (report["weighted"]["runs"][0],
                                                 atom["weighted"]["runs"][0])  # fmt: skip
+    # a balanced training set as the reference: unweighted runs of their own, every seed
+    balanced = tmp_path / "balanced.extxyz"
+    write(balanced, _frames(9, 9, 7), format="extxyz")
+    missing = ["--candidates", "1:10", "--balanced", str(tmp_path / "none.xyz")]
+    assert main([*args[:-1], *missing]) == 2
+    assert "balanced training set" in capsys.readouterr().err
+    assert main([*args[:-1], "--candidates", "1:10", "--balanced", str(balanced)]) == 0
+    assert "balanced training set (no weighting)" in capsys.readouterr().out
+    ref = json.loads((tmp_path / "study/fairness.json").read_text())
+    assert [r["seed"] for r in ref["balanced"]["runs"]] == [0, 1]
+    assert (tmp_path / "study/balanced_seed1/model.pt").is_file()
+    assert ref["balanced_worst_reduction"] == pytest.approx(
+        1 - ref["balanced"]["worst"]["mean"] / ref["baseline"]["worst"]["mean"]
+    )
+    assert ref["balanced"]["runs"][0] != ref["baseline"]["runs"][0]

@@ -98,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "often structures are drawn (default: the config's element_weight_scope, else "
         "structure)",
     )
+    fair.add_argument(
+        "--balanced",
+        type=Path,
+        help="a training set of the same kind without the imbalance: trained unweighted "
+        "with every seed, it shows how much of the worst element's error the imbalance "
+        "causes (what weighting could hope to remove)",
+    )
     fair.add_argument("--max-minutes", type=float, help="per training run")
     fair.add_argument("--out", type=Path, required=True,
                       help="study folder (runs are reused or resumed); writes "
@@ -266,14 +273,10 @@ def _candidate(text: str) -> tuple[float, float]:
         raise ValueError(f"--candidates takes EXPONENT:CAP, e.g. 1:10, got {text!r}") from None
 
 
-_SCOPE_WORDS = {"structure": "per structure", "atom": "per atom",
-                "sampling": "as drawing probabilities"}  # fmt: skip
-
-
 def _fairness(args: argparse.Namespace) -> int:
     from ase_gnnp.config import ModelConfig
     from ase_gnnp.train import TrainConfig
-    from ase_gnnp.workflows.fairness import fairness_study, plot_fairness
+    from ase_gnnp.workflows.fairness import SCOPE_WORDS, fairness_study, plot_fairness
 
     small = ModelConfig(cutoff=5.0, channels=16, lmax=1, num_layers=2)
     base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig(model=small)
@@ -285,12 +288,14 @@ def _fairness(args: argparse.Namespace) -> int:
     base = base.updated(**changes)
     candidates = [_candidate(c) for c in args.candidates]
     report = fairness_study(base, args.test, args.out, candidates, args.seeds,
-                            progress=not args.json)  # fmt: skip
+                            progress=not args.json, balanced=args.balanced)  # fmt: skip
     if _write_study(report, args.out, "fairness", plot_fairness, args.json):
         return 0
     print(f"chosen on validation: exponent {report['chosen']['exponent']:g}, cap "
-          f"{report['chosen']['cap']:g}, {_SCOPE_WORDS[report['chosen']['scope']]}")  # fmt: skip
-    for label in ("baseline", "weighted"):
+          f"{report['chosen']['cap']:g}, {SCOPE_WORDS[report['chosen']['scope']]}")  # fmt: skip
+    for label in ("baseline", "weighted", "balanced"):
+        if label not in report:
+            continue
         r = report[label]
         print(f"  {label:<9} worst element {1000 * r['worst']['mean']:.1f} ± "
               f"{1000 * r['worst']['std']:.1f} meV/Å, all atoms "
@@ -299,6 +304,10 @@ def _fairness(args: argparse.Namespace) -> int:
     print(f"worst-element error reduced by {100 * report['worst_reduction']:.1f} %, "
           f"average error {100 * report['average_change']:+.1f} %; "
           f"{args.out / 'fairness.png'}")  # fmt: skip
+    if "balanced" in report:
+        print(f"balanced training set (no weighting): worst-element error reduced by "
+              f"{100 * report['balanced_worst_reduction']:.1f} %, the share of it the "
+              f"imbalance causes")  # fmt: skip
     return 0
 
 

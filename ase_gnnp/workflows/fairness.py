@@ -15,7 +15,11 @@ from ase_gnnp.evaluate import evaluate_structures
 from ase_gnnp.train import TrainConfig, Trainer
 from ase_gnnp.workflows.transfer import _check_same_options, _fingerprint
 
-__all__ = ["fairness_study", "group_figures", "plot_fairness"]
+__all__ = ["SCOPE_WORDS", "fairness_study", "group_figures", "plot_fairness"]
+
+#: How the study's text and plot name each element weight scope.
+SCOPE_WORDS = {"structure": "per structure", "atom": "per atom",
+               "sampling": "as drawing probabilities"}  # fmt: skip
 
 
 def group_figures(per_element: dict) -> dict:
@@ -72,6 +76,7 @@ def fairness_study(
     candidates: Sequence[tuple[float, float]] = ((0.5, 10.0), (1.0, 10.0)),
     seeds: Sequence[int] = (0, 1, 2),
     progress: bool = True,
+    balanced: str | Path | None = None,
 ) -> dict:
     """Train without and with element weighting and compare per-element test errors.
 
@@ -86,23 +91,34 @@ def fairness_study(
     are reused or resumed, so a killed study continues; a run asked with other options or
     other training data is a ``ValueError``, never silently reused.
 
+    ``balanced``, an optional training set of the same kind without the imbalance
+    (e.g. ``data/emt_fair_balanced.extxyz``), is trained unweighted with every seed
+    (runs ``balanced_seed<s>``): the reference that says how much of the worst element's
+    error the imbalance causes at all, i.e. what any weighting could hope to remove.
+
     Returns
     -------
     dict
         ``candidates`` (validation figures), ``chosen``, and for ``baseline`` and
-        ``weighted``: per-seed test figures and their mean ± std (worst-element MAE,
-        mean over elements, overall force MAE, gap); ``worst_reduction`` and
-        ``average_change`` (relative, from the seed means).
+        ``weighted`` (and ``balanced`` if given): per-seed test figures and their mean ±
+        std (worst-element MAE, mean over elements, overall force MAE, gap);
+        ``worst_reduction`` and ``average_change`` (relative, from the seed means), and
+        with ``balanced`` its ``balanced_worst_reduction`` against the baseline.
     """
     out = Path(out)
+    if balanced is not None and not Path(balanced).is_file():
+        raise ValueError(f"balanced training set {str(balanced)!r} is not a file")
     test_frames = read(test, ":")
 
-    def run(exponent: float, cap: float, seed: int) -> dict:
+    def run(exponent: float, cap: float, seed: int, data=None) -> dict:
         scope = base.element_weight_scope if exponent > 0 else "structure"
         prefix = "" if scope == "structure" else f"{scope}_"
         name = prefix + f"p{exponent:g}_cap{cap:g}_seed{seed}"
-        config = base.updated(out=str(out / name), seed=seed, element_weight_exponent=exponent,
-                              element_weight_cap=cap, element_weight_scope=scope)  # fmt: skip
+        changes = {"element_weight_exponent": exponent, "element_weight_cap": cap,
+                   "element_weight_scope": scope}  # fmt: skip
+        if data is not None:
+            name, changes = f"balanced_seed{seed}", {**changes, "data": str(data)}
+        config = base.updated(out=str(out / name), seed=seed, **changes)
         return _train(config, test_frames, progress)
 
     tried = [run(p, c, seeds[0]) for p, c in candidates]
@@ -110,9 +126,12 @@ def fairness_study(
     report = {"candidates": [{k: r[k] for k in ("exponent", "cap", "val")} for r in tried],
               "chosen": {"exponent": chosen["exponent"], "cap": chosen["cap"],
                          "scope": base.element_weight_scope}}  # fmt: skip
-    for label, (p, c) in (("baseline", (0.0, base.element_weight_cap)),
-                          ("weighted", (chosen["exponent"], chosen["cap"]))):  # fmt: skip
-        runs = [run(p, c, s) for s in seeds]
+    plan = [("baseline", 0.0, base.element_weight_cap, None),
+            ("weighted", chosen["exponent"], chosen["cap"], None)]  # fmt: skip
+    if balanced is not None:
+        plan.append(("balanced", 0.0, base.element_weight_cap, balanced))
+    for label, p, c, data in plan:
+        runs = [run(p, c, s, data) for s in seeds]
         summary = {}
         for key in ("worst", "mean_over_elements", "force_mae", "gap"):
             values = np.array([r["test"][key] for r in runs])
@@ -124,6 +143,11 @@ def fairness_study(
     b, w = report["baseline"], report["weighted"]
     report["worst_reduction"] = 1 - w["worst"]["mean"] / b["worst"]["mean"]
     report["average_change"] = w["force_mae"]["mean"] / b["force_mae"]["mean"] - 1
+    if balanced is not None:
+        report["balanced_data"] = str(balanced)
+        report["balanced_worst_reduction"] = (
+            1 - report["balanced"]["worst"]["mean"] / b["worst"]["mean"]
+        )
     return report
 
 
@@ -137,15 +161,20 @@ def plot_fairness(report: dict, path: str | Path) -> Path:
     elements = sorted(report["baseline"]["runs"][0]["per_element"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
     x = np.arange(len(elements))
-    for k, label in enumerate(("baseline", "weighted")):
+    labels = [k for k in ("baseline", "weighted", "balanced") if k in report]
+    width = 0.8 / len(labels)
+    scope = SCOPE_WORDS[report["chosen"].get("scope", "structure")]
+    texts = {"baseline": "no weighting",
+             "weighted": f"weighted {scope} (exponent {report['chosen']['exponent']:g}, "
+                         f"cap {report['chosen']['cap']:g})",
+             "balanced": "no weighting, balanced training set (reference)"}  # fmt: skip
+    for k, label in enumerate(labels):
         values = np.array([[r["per_element"][e] for e in elements]
                            for r in report[label]["runs"]])  # fmt: skip
         std = values.std(axis=0, ddof=1) if len(values) > 1 else None
-        text = label if label == "baseline" else (
-            f"weighted per {report['chosen'].get('scope', 'structure')} (exponent "
-            f"{report['chosen']['exponent']:g}, cap {report['chosen']['cap']:g})")  # fmt: skip
-        ax.bar(x + 0.4 * k - 0.2, 1000 * values.mean(axis=0), 0.4,
-               yerr=None if std is None else 1000 * std, capsize=3, label=text)  # fmt: skip
+        ax.bar(x + width * (k - (len(labels) - 1) / 2), 1000 * values.mean(axis=0), width,
+               yerr=None if std is None else 1000 * std, capsize=3,
+               label=texts[label])  # fmt: skip
     ax.set_xticks(x, elements)
     ax.set_ylabel("test force MAE (meV/Å), mean ± std over seeds")
     ax.set_title(f"weighting: worst-element error {-100 * report['worst_reduction']:+.0f} %, "
