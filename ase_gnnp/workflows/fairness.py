@@ -177,8 +177,11 @@ def plot_fairness(report: dict, path: str | Path) -> Path:
                label=texts[label])  # fmt: skip
     ax.set_xticks(x, elements)
     ax.set_ylabel("test force MAE (meV/Å), mean ± std over seeds")
-    ax.set_title(f"weighting: worst-element error {-100 * report['worst_reduction']:+.0f} %, "
-                 f"average {100 * report['average_change']:+.1f} %")  # fmt: skip
+    title = (f"weighting: worst-element error {-100 * report['worst_reduction']:+.0f} %, "
+             f"average {100 * report['average_change']:+.1f} %")  # fmt: skip
+    if "balanced" in report:
+        title += f"\nbalanced data: worst {-100 * report['balanced_worst_reduction']:+.0f} %"
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
