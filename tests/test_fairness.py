@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
@@ -126,3 +127,38 @@ def test_fairness_study_and_cli(files, tmp_path, capsys):
         1 - ref["balanced"]["worst"]["mean"] / ref["baseline"]["worst"]["mean"]
     )
     assert ref["balanced"]["runs"][0] != ref["baseline"]["runs"][0]
+
+
+def test_repeat_scope_study_trains_a_same_steps_control(files, tmp_path, capsys):
+    train, test = files
+    base = TrainConfig(data=str(train), epochs=2, batch_size=4, val_fraction=0.25, threads=1,
+                       element_weight_scope="repeat", scheduler="cosine",
+                       model=ModelConfig(cutoff=3.5, channels=4, lmax=1, num_layers=1))  # fmt: skip
+    report = fairness_study(base, test, tmp_path / "study", [(1.0, 10.0)], seeds=[0, 1],
+                            progress=False)  # fmt: skip
+    # Cu is everywhere, Ni in 14 of 18 structures, Au in 4: the Cu-Ni cells repeat 18/14
+    # times per epoch on average, the Cu-Au ones 18/4, so the epoch is twice as long
+    assert report["steps_factor"] == pytest.approx((14 * 18 / 14 + 4 * 18 / 4) / 18)
+    assert report["same_steps"]["epochs"] == 4
+    runs = sorted(p.name for p in (tmp_path / "study").iterdir())
+    assert runs == ["p0_cap10_epochs4_seed0", "p0_cap10_epochs4_seed1", "p0_cap10_seed0",
+                    "p0_cap10_seed1", "repeat_p1_cap10_seed0", "repeat_p1_cap10_seed1"]  # fmt: skip
+    control = yaml.safe_load((tmp_path / "study/p0_cap10_epochs4_seed0/config.yaml").read_text())
+    assert (control["epochs"], control["element_weight_exponent"]) == (4, 0.0)
+    w, ss = report["weighted"], report["same_steps"]
+    assert ss["runs"][0] != report["baseline"]["runs"][0]
+    assert report["same_steps_worst_reduction"] == pytest.approx(
+        1 - w["worst"]["mean"] / ss["worst"]["mean"]
+    )
+    assert report["same_steps_average_change"] == pytest.approx(
+        w["force_mae"]["mean"] / ss["force_mae"]["mean"] - 1
+    )
+    # the command line reuses the runs and names the control
+    config = tmp_path / "base.yaml"
+    base.to_yaml(config)
+    assert main(["report", "fairness", "--data", str(train), "--test", str(test), "--config",
+                 str(config), "--candidates", "1:10", "--seeds", "0", "1", "--out",
+                 str(tmp_path / "study")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "as repeats per epoch" in out and "as many steps (4 epochs, x2.00)" in out
+    assert (tmp_path / "study/fairness.png").stat().st_size > 1000

@@ -562,6 +562,65 @@ def test_sampling_scope_draws_rare_structures_more_often_and_keeps_the_loss_unwe
                 relative_energy_weight=1.0)  # fmt: skip
 
 
+def test_repeat_counts_average_the_weights_and_keep_every_structure():
+    from ase_gnnp.train.weighting import repeat_counts
+
+    weights = np.array([1.0, 1.0, 2.5, 7.25])
+    draws = np.stack([repeat_counts(weights, np.random.default_rng(s)) for s in range(4000)])
+    assert draws.min() >= 1  # no structure is left out of an epoch
+    np.testing.assert_array_equal(draws[:, :2], 1)
+    assert set(np.unique(draws[:, 2])) == {2, 3} and set(np.unique(draws[:, 3])) == {7, 8}
+    np.testing.assert_allclose(draws.mean(axis=0), weights, rtol=0.02)
+    for bad in ([0.5, 2.0], [[1.0, 2.0]]):
+        with pytest.raises(ValueError, match="values >= 1"):
+            repeat_counts(np.array(bad), np.random.default_rng(0))
+
+
+def test_repeat_scope_keeps_every_structure_and_repeats_the_rare_ones(tiny_dataset, tmp_path):
+    from ase_gnnp.train.weighting import raw_element_weights
+
+    frames = read(tiny_dataset, ":")
+    for a in frames[:3]:  # three pure-Si structures: Ge is everywhere else
+        a.numbers[:] = 14
+    for a in frames[3:5]:  # two pure-Ge ones, so that Si is the rarer element
+        a.numbers[:] = 32
+    data = tmp_path / "d.extxyz"
+    write(data, frames, format="extxyz")
+    config = _config(data, tmp_path / "run", element_weight_exponent=1.0,
+                     element_weight_scope="repeat", element_weight_cap=30.0)  # fmt: skip
+    trainer = Trainer(config, progress=False)
+    assert {float(g["weight"]) for g in trainer.train_graphs} == {1.0}  # not in the loss
+    assert max(float(g["weight"]) for g in trainer.val_graphs) > 1.0  # validation keeps it
+    train_frames = [
+        next(
+            a
+            for a in frames
+            if len(a) == len(g["numbers"]) and (a.numbers == g["numbers"].numpy()).all()
+        )
+        for g in trainer.train_graphs
+    ]
+    raw = raw_element_weights(train_frames, 1.0, 30.0)
+    np.testing.assert_allclose(trainer.sample_weights.numpy(), raw)
+    assert raw.min() == 1.0 and raw.max() > 1.0
+    counts = np.zeros(len(raw))
+    epochs = 300
+    for epoch in range(epochs):
+        batches = list(trainer._index_loader(epoch))
+        seen = np.bincount(np.concatenate(batches), minlength=len(raw))
+        assert seen.min() >= 1  # every structure in every epoch, unlike "sampling"
+        np.testing.assert_array_equal(seen, np.floor(raw) + (seen > np.floor(raw)))
+        counts += seen
+    np.testing.assert_allclose(counts / epochs, raw, rtol=0.1)
+    # the training loader gives the same epoch as the index loader (torchrun), and the
+    # epoch is longer than the training set
+    sizes = [b.num_graphs for b in trainer._loader(0)]
+    assert sum(sizes) == sum(map(len, trainer._index_loader(0))) > len(raw)
+    trainer.train_epoch()
+    with pytest.raises(ValueError, match="'repeat' cannot be combined with a relative"):
+        _config(data, tmp_path, element_weight_scope="repeat", relative_energy_key="group",
+                relative_energy_weight=1.0)  # fmt: skip
+
+
 def test_freeze_modes(small_model):
     from ase_gnnp.train.freeze import freeze
 

@@ -94,9 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fair.add_argument(
         "--scope",
         choices=SCOPES,
-        help="weigh whole structures' losses, the force errors of the rare atoms, or how "
-        "often structures are drawn (default: the config's element_weight_scope, else "
-        "structure)",
+        help="weigh whole structures' losses, the force errors of the rare atoms, how "
+        "often structures are drawn (with replacement), or how often they repeat in an "
+        "epoch that keeps every structure (then also trains an unweighted same-steps "
+        "control) (default: the config's element_weight_scope, else structure)",
     )
     fair.add_argument(
         "--balanced",
@@ -293,17 +294,22 @@ def _fairness(args: argparse.Namespace) -> int:
         return 0
     print(f"chosen on validation: exponent {report['chosen']['exponent']:g}, cap "
           f"{report['chosen']['cap']:g}, {SCOPE_WORDS[report['chosen']['scope']]}")  # fmt: skip
-    for label in ("baseline", "weighted", "balanced"):
+    for label in ("baseline", "weighted", "same_steps", "balanced"):
         if label not in report:
             continue
         r = report[label]
-        print(f"  {label:<9} worst element {1000 * r['worst']['mean']:.1f} ± "
+        print(f"  {label:<10} worst element {1000 * r['worst']['mean']:.1f} ± "
               f"{1000 * r['worst']['std']:.1f} meV/Å, all atoms "
               f"{1000 * r['force_mae']['mean']:.1f} ± {1000 * r['force_mae']['std']:.1f}, "
               f"gap {1000 * r['gap']['mean']:.1f}")  # fmt: skip
     print(f"worst-element error reduced by {100 * report['worst_reduction']:.1f} %, "
           f"average error {100 * report['average_change']:+.1f} %; "
           f"{args.out / 'fairness.png'}")  # fmt: skip
+    if "same_steps" in report:
+        print(f"against the unweighted baseline trained for as many steps "
+              f"({report['same_steps']['epochs']} epochs, x{report['steps_factor']:.2f}): "
+              f"worst-element error reduced by {100 * report['same_steps_worst_reduction']:.1f} "
+              f"%, average error {100 * report['same_steps_average_change']:+.1f} %")  # fmt: skip
     if "balanced" in report:
         print(f"balanced training set (no weighting): worst-element error reduced by "
               f"{100 * report['balanced_worst_reduction']:.1f} %, the share of it the "

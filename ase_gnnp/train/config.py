@@ -78,6 +78,12 @@ class TrainConfig:
         size rather than as rare large gradients, which Adam's second moment and
         gradient clipping damp). Validation losses keep the weight, so model selection
         sees the same weighted risk. Not with ``relative_energy_key``.
+        ``"repeat"``: as ``"sampling"``, but every structure comes once per epoch and a
+        structure of raw weight ``w = min(cap, max_e (f_max / f_e)^exponent)`` (>= 1)
+        ``w`` times on average (``floor(w)`` and one more with probability
+        ``w - floor(w)``, :func:`ase_gnnp.train.weighting.repeat_counts`): the rare
+        elements gain updates while the common ones lose none, at the cost of an epoch
+        ``mean(w)`` times longer (with the same ``epochs``, that many more steps).
     loss_normalization : str
         What each loss term's weighted sum over a batch is divided by. ``"labels"``
         (default, as MACE): the number of labelled structures (atoms for forces and
@@ -224,10 +230,11 @@ class TrainConfig:
             raise ValueError(
                 f"element_weight_scope must be one of {SCOPES}, got {self.element_weight_scope!r}"
             )
-        if self.element_weight_scope == "sampling" and self.relative_energy_key:
+        if self.element_weight_scope in ("sampling", "repeat") and self.relative_energy_key:
             raise ValueError(
-                "element_weight_scope='sampling' cannot be combined with a relative-energy "
-                "loss (its batches are drawn per group); use scope 'structure' or 'atom'"
+                f"element_weight_scope={self.element_weight_scope!r} cannot be combined with "
+                "a relative-energy loss (its batches are drawn per group); use scope "
+                "'structure' or 'atom'"
             )
         from ase_gnnp.train.loss import check_normalization
 

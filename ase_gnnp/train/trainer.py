@@ -38,7 +38,12 @@ from ase_gnnp.train.freeze import freeze
 from ase_gnnp.train.loss import check_normalization, grouped, loss_terms, total_loss
 from ase_gnnp.train.plots import plot_learning_curve
 from ase_gnnp.train.statistics import fit_statistics
-from ase_gnnp.train.weighting import atom_element_weights, element_weights
+from ase_gnnp.train.weighting import (
+    RepeatSampler,
+    atom_element_weights,
+    element_weights,
+    raw_element_weights,
+)
 
 STATE_FORMAT = "ase_gnnp-train-state"
 #: options that may differ between a run and its ``--resume`` (everything else is kept)
@@ -253,7 +258,10 @@ class Trainer:
         cutoff = self.model.cutoff
 
         fair_args = (cfg.element_weight_exponent, cfg.element_weight_cap)
-        sampling = cfg.element_weight_exponent > 0 and cfg.element_weight_scope == "sampling"
+        drawn = cfg.element_weight_exponent > 0 and cfg.element_weight_scope in (
+            "sampling",
+            "repeat",
+        )
 
         def make(subset: list, in_loss: bool = True) -> list:
             weights = [cfg.config_type_weights.get(t, 1.0) for t in config_types(subset)]
@@ -268,14 +276,18 @@ class Trainer:
                 for a, w, aw in zip(subset, weights, per_atom)
             ]
 
-        self.train_graphs = make(train_frames, in_loss=not sampling)
+        self.train_graphs = make(train_frames, in_loss=not drawn)
         self.val_graphs = make(val_frames)
-        #: drawing weights of the training structures (scope "sampling"), else None
-        self.sample_weights = (
-            torch.as_tensor(element_weights(train_frames, *fair_args), dtype=torch.float64)
-            if sampling
-            else None
-        )
+        #: drawing weights (scope "sampling", mean 1) or mean repeats per epoch (scope
+        #: "repeat", raw weights >= 1) of the training structures, else None
+        self.sample_weights = None
+        if drawn:
+            weigh = (
+                element_weights if cfg.element_weight_scope == "sampling" else raw_element_weights
+            )
+            self.sample_weights = torch.as_tensor(
+                weigh(train_frames, *fair_args), dtype=torch.float64
+            )
         self.val_groups = config_types(val_frames)
         if cfg.relative_energy_key:
             self._set_energy_groups(train_frames, val_frames)
@@ -324,9 +336,12 @@ class Trainer:
     def _sampler(self, generator: torch.Generator) -> dict:
         """DataLoader arguments that order one epoch: a shuffle, or (element weight scope
         ``"sampling"``) ``len(train_graphs)`` draws with replacement, with probabilities
-        proportional to :attr:`sample_weights`."""
+        proportional to :attr:`sample_weights`, or (scope ``"repeat"``) every structure
+        :attr:`sample_weights` times on average, shuffled."""
         if self.sample_weights is None:
             return {"shuffle": True, "generator": generator}
+        if self.config.element_weight_scope == "repeat":
+            return {"sampler": RepeatSampler(self.sample_weights.numpy(), generator)}
         sampler = torch.utils.data.WeightedRandomSampler(
             self.sample_weights, len(self.train_graphs), replacement=True, generator=generator
         )

@@ -6,14 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from ase import Atoms
 
 __all__ = [
     "SCOPES",
+    "RepeatSampler",
     "atom_element_weights",
     "atom_frequencies",
     "element_frequencies",
     "element_weights",
+    "raw_element_weights",
+    "repeat_counts",
 ]
 
 
@@ -21,8 +25,10 @@ __all__ = [
 #: loss term of a structure holding the element (``"structure"``), the force and charge
 #: errors of the element's atoms only (``"atom"``), or how often a structure holding
 #: the element is drawn into a batch (``"sampling"``, the structure weight of
-#: :func:`element_weights` as its drawing probability, with replacement).
-SCOPES = ("structure", "atom", "sampling")
+#: :func:`element_weights` as its drawing probability, with replacement), or how many
+#: times it comes in one epoch (``"repeat"``: every structure once, and a structure of
+#: raw weight ``w`` ``w`` times on average, so the epoch grows; :func:`repeat_counts`).
+SCOPES = ("structure", "atom", "sampling", "repeat")
 
 
 def _check(exponent: float, cap: float) -> None:
@@ -59,19 +65,52 @@ def element_weights(
     -------
     ndarray (len(frames),)
     """
-    _check(exponent, cap)
     reference = list(frames if reference is None else reference)
-    freq = element_frequencies(reference)
+    raw = raw_element_weights(frames, exponent, cap, reference)
+    return raw / raw_element_weights(reference, exponent, cap, reference).mean()
+
+
+def raw_element_weights(
+    frames: Sequence[Atoms],
+    exponent: float,
+    cap: float,
+    reference: Sequence[Atoms] | None = None,
+) -> np.ndarray:
+    """:func:`element_weights` before the normalisation: ``w_s = min(cap, max_{e ∈ s}
+    (f_max / f_e)^exponent)``, each in ``[1, cap]`` (1 for structures of the most common
+    element alone).
+
+    Returns
+    -------
+    ndarray (len(frames),)
+    """
+    _check(exponent, cap)
+    freq = element_frequencies(list(frames if reference is None else reference))
     f_max, f_min = max(freq.values()), min(freq.values())
+    return np.array([
+        min(cap, max((f_max / freq.get(s, f_min)) ** exponent
+                     for s in set(a.get_chemical_symbols())))
+        for a in frames
+    ])  # fmt: skip
 
-    def raw(atoms_list) -> np.ndarray:
-        return np.array([
-            min(cap, max((f_max / freq.get(s, f_min)) ** exponent
-                         for s in set(a.get_chemical_symbols())))
-            for a in atoms_list
-        ])  # fmt: skip
 
-    return raw(frames) / raw(reference).mean()
+def repeat_counts(weights: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+    """How often each structure comes in one epoch of scope ``"repeat"``: ``floor(w)``
+    times, and once more with probability ``w - floor(w)``, so ``w`` times on average and
+    at least once (``w >= 1``, :func:`raw_element_weights`). Unlike drawing with
+    replacement (scope ``"sampling"``), no structure is left out of an epoch, so the common
+    elements keep all their updates; the price is an epoch of ``sum(w)`` structures
+    instead of ``len(w)``.
+
+    Returns
+    -------
+    ndarray of int (len(weights),)
+    """
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 1 or not (weights >= 1).all():
+        raise ValueError(f"repeat weights must be a 1-D array of values >= 1, got {weights!r}")
+    whole = np.floor(weights)
+    return (whole + (generator.random(len(weights)) < weights - whole)).astype(int)
 
 
 def atom_frequencies(frames: Sequence[Atoms]) -> dict[str, float]:
@@ -113,3 +152,30 @@ def atom_element_weights(
 
     scale = np.concatenate([raw(a) for a in reference]).mean()
     return [raw(a) / scale for a in frames]
+
+
+class RepeatSampler(torch.utils.data.Sampler):
+    """One epoch of scope ``"repeat"``: every index ``i`` :func:`repeat_counts` times, in
+    a random order. The counts are drawn when the sampler is made (so ``len`` is known
+    before the epoch, as the cosine schedule needs), the order when it is iterated.
+
+    Parameters
+    ----------
+    weights : array (n,)
+        Raw structure weights, each >= 1 (:func:`raw_element_weights`).
+    generator : torch.Generator
+        Source of both draws; the same seed gives the same epoch.
+    """
+
+    def __init__(self, weights: np.ndarray, generator: torch.Generator) -> None:
+        self.generator = generator
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        counts = repeat_counts(weights, np.random.default_rng(seed))
+        self.indices = torch.repeat_interleave(torch.arange(len(counts)), torch.as_tensor(counts))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.indices), generator=self.generator)
+        yield from self.indices[order].tolist()

@@ -13,13 +13,15 @@ from ase.io import read
 from ase_gnnp.checkpoint import load_model
 from ase_gnnp.evaluate import evaluate_structures
 from ase_gnnp.train import TrainConfig, Trainer
+from ase_gnnp.train.weighting import raw_element_weights
 from ase_gnnp.workflows.transfer import _check_same_options, _fingerprint
 
 __all__ = ["SCOPE_WORDS", "fairness_study", "group_figures", "plot_fairness"]
 
 #: How the study's text and plot name each element weight scope.
 SCOPE_WORDS = {"structure": "per structure", "atom": "per atom",
-               "sampling": "as drawing probabilities"}  # fmt: skip
+               "sampling": "as drawing probabilities",
+               "repeat": "as repeats per epoch"}  # fmt: skip
 
 
 def group_figures(per_element: dict) -> dict:
@@ -96,6 +98,12 @@ def fairness_study(
     (runs ``balanced_seed<s>``): the reference that says how much of the worst element's
     error the imbalance causes at all, i.e. what any weighting could hope to remove.
 
+    With scope ``"repeat"`` the weighted runs' epochs are ``mean(w)`` times longer
+    (:func:`ase_gnnp.train.weighting.repeat_counts`), so they take that many more
+    optimiser steps; the unweighted baseline is then also trained for ``round(epochs *
+    mean(w))`` epochs with every seed (runs ``p0_cap<c>_epochs<E>_seed<s>``), the
+    same-steps control that says how much of the change the extra steps alone give.
+
     Returns
     -------
     dict
@@ -103,14 +111,17 @@ def fairness_study(
         ``weighted`` (and ``balanced`` if given): per-seed test figures and their mean ±
         std (worst-element MAE, mean over elements, overall force MAE, gap);
         ``worst_reduction`` and ``average_change`` (relative, from the seed means), and
-        with ``balanced`` its ``balanced_worst_reduction`` against the baseline.
+        with ``balanced`` its ``balanced_worst_reduction`` against the baseline; with
+        scope ``"repeat"`` ``same_steps`` (the control's figures), ``steps_factor``
+        (``mean(w)``) and ``same_steps_worst_reduction`` and
+        ``same_steps_average_change`` (weighted against the control).
     """
     out = Path(out)
     if balanced is not None and not Path(balanced).is_file():
         raise ValueError(f"balanced training set {str(balanced)!r} is not a file")
     test_frames = read(test, ":")
 
-    def run(exponent: float, cap: float, seed: int, data=None) -> dict:
+    def run(exponent: float, cap: float, seed: int, data=None, epochs=None) -> dict:
         scope = base.element_weight_scope if exponent > 0 else "structure"
         prefix = "" if scope == "structure" else f"{scope}_"
         name = prefix + f"p{exponent:g}_cap{cap:g}_seed{seed}"
@@ -118,6 +129,9 @@ def fairness_study(
                    "element_weight_scope": scope}  # fmt: skip
         if data is not None:
             name, changes = f"balanced_seed{seed}", {**changes, "data": str(data)}
+        if epochs is not None:
+            name = f"p{exponent:g}_cap{cap:g}_epochs{epochs}_seed{seed}"
+            changes["epochs"] = epochs
         config = base.updated(out=str(out / name), seed=seed, **changes)
         return _train(config, test_frames, progress)
 
@@ -126,12 +140,19 @@ def fairness_study(
     report = {"candidates": [{k: r[k] for k in ("exponent", "cap", "val")} for r in tried],
               "chosen": {"exponent": chosen["exponent"], "cap": chosen["cap"],
                          "scope": base.element_weight_scope}}  # fmt: skip
-    plan = [("baseline", 0.0, base.element_weight_cap, None),
-            ("weighted", chosen["exponent"], chosen["cap"], None)]  # fmt: skip
+    plan = [("baseline", 0.0, base.element_weight_cap, None, None),
+            ("weighted", chosen["exponent"], chosen["cap"], None, None)]  # fmt: skip
     if balanced is not None:
-        plan.append(("balanced", 0.0, base.element_weight_cap, balanced))
-    for label, p, c, data in plan:
-        runs = [run(p, c, s, data) for s in seeds]
+        plan.append(("balanced", 0.0, base.element_weight_cap, balanced, None))
+    if base.element_weight_scope == "repeat" and chosen["exponent"] > 0:
+        paths = [base.data] if isinstance(base.data, str) else list(base.data)
+        frames = [a for path in paths for a in read(path, ":")]
+        factor = float(raw_element_weights(frames, chosen["exponent"], chosen["cap"]).mean())
+        report["steps_factor"] = factor
+        plan.append(("same_steps", 0.0, base.element_weight_cap, None,
+                     round(base.epochs * factor)))  # fmt: skip
+    for label, p, c, data, epochs in plan:
+        runs = [run(p, c, s, data, epochs) for s in seeds]
         summary = {}
         for key in ("worst", "mean_over_elements", "force_mae", "gap"):
             values = np.array([r["test"][key] for r in runs])
@@ -140,6 +161,8 @@ def fairness_study(
         report[label] = {"runs": [r["test"] | {"seed": r["seed"], "per_element": {
             e: m["force_mae"] for e, m in r["test_per_element"].items()}} for r in runs],
             **summary}  # fmt: skip
+        if epochs is not None:
+            report[label]["epochs"] = epochs
     b, w = report["baseline"], report["weighted"]
     report["worst_reduction"] = 1 - w["worst"]["mean"] / b["worst"]["mean"]
     report["average_change"] = w["force_mae"]["mean"] / b["force_mae"]["mean"] - 1
@@ -148,6 +171,10 @@ def fairness_study(
         report["balanced_worst_reduction"] = (
             1 - report["balanced"]["worst"]["mean"] / b["worst"]["mean"]
         )
+    if "same_steps" in report:
+        ss = report["same_steps"]
+        report["same_steps_worst_reduction"] = 1 - w["worst"]["mean"] / ss["worst"]["mean"]
+        report["same_steps_average_change"] = w["force_mae"]["mean"] / ss["force_mae"]["mean"] - 1
     return report
 
 
@@ -161,13 +188,16 @@ def plot_fairness(report: dict, path: str | Path) -> Path:
     elements = sorted(report["baseline"]["runs"][0]["per_element"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
     x = np.arange(len(elements))
-    labels = [k for k in ("baseline", "weighted", "balanced") if k in report]
+    labels = [k for k in ("baseline", "weighted", "same_steps", "balanced") if k in report]
     width = 0.8 / len(labels)
     scope = SCOPE_WORDS[report["chosen"].get("scope", "structure")]
     texts = {"baseline": "no weighting",
              "weighted": f"weighted {scope} (exponent {report['chosen']['exponent']:g}, "
                          f"cap {report['chosen']['cap']:g})",
              "balanced": "no weighting, balanced training set (reference)"}  # fmt: skip
+    if "same_steps" in report:
+        texts["same_steps"] = (f"no weighting, {report['same_steps']['epochs']} epochs "
+                               f"(the weighted runs' steps)")  # fmt: skip
     for k, label in enumerate(labels):
         values = np.array([[r["per_element"][e] for e in elements]
                            for r in report[label]["runs"]])  # fmt: skip
@@ -181,6 +211,10 @@ def plot_fairness(report: dict, path: str | Path) -> Path:
              f"average {100 * report['average_change']:+.1f} %")  # fmt: skip
     if "balanced" in report:
         title += f"\nbalanced data: worst {-100 * report['balanced_worst_reduction']:+.0f} %"
+    if "same_steps" in report:
+        title += (f"\nagainst as many unweighted steps: worst "
+                  f"{-100 * report['same_steps_worst_reduction']:+.0f} %, average "
+                  f"{100 * report['same_steps_average_change']:+.1f} %")  # fmt: skip
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
