@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
@@ -515,19 +516,29 @@ def test_trainer_applies_element_weights_and_reads_several_files(tiny_dataset, t
     assert summary["per_element"]["Ge"]["n_structures"] == with_ge < 16
 
 
-def test_sampling_scope_draws_rare_structures_more_often_and_keeps_the_loss_unweighted(
-    tiny_dataset, tmp_path
-):
+def _drawn_trainer(tiny_dataset, tmp_path, scope: str, pure_ge: int = 0):
+    """A trainer whose element weights (exponent 1, cap 30) act through the batches
+    (scope ``sampling`` or ``repeat``) on data with three pure-Si structures and
+    ``pure_ge`` pure-Ge ones (Si and Ge elsewhere); checks the loss is unweighted."""
     frames = read(tiny_dataset, ":")
-    for a in frames[:3]:  # three pure-Si structures: Ge is everywhere else
+    for a in frames[:3]:
         a.numbers[:] = 14
+    for a in frames[3 : 3 + pure_ge]:
+        a.numbers[:] = 32
     data = tmp_path / "d.extxyz"
     write(data, frames, format="extxyz")
     config = _config(data, tmp_path / "run", element_weight_exponent=1.0,
-                     element_weight_scope="sampling", element_weight_cap=30.0)  # fmt: skip
+                     element_weight_scope=scope, element_weight_cap=30.0)  # fmt: skip
     trainer = Trainer(config, progress=False)
     assert {float(g["weight"]) for g in trainer.train_graphs} == {1.0}  # not in the loss
     assert max(float(g["weight"]) for g in trainer.val_graphs) > 1.0  # validation keeps it
+    return trainer, config, data
+
+
+def test_sampling_scope_draws_rare_structures_more_often_and_keeps_the_loss_unweighted(
+    tiny_dataset, tmp_path
+):
+    trainer, config, data = _drawn_trainer(tiny_dataset, tmp_path, "sampling")
     drawn = trainer.sample_weights
     assert drawn is not None and len(drawn) == len(trainer.train_graphs)
     # Si is in every structure, Ge (the rarer element) in all but the pure-Si ones
@@ -579,27 +590,9 @@ def test_repeat_counts_average_the_weights_and_keep_every_structure():
 def test_repeat_scope_keeps_every_structure_and_repeats_the_rare_ones(tiny_dataset, tmp_path):
     from ase_gnnp.train.weighting import raw_element_weights
 
-    frames = read(tiny_dataset, ":")
-    for a in frames[:3]:  # three pure-Si structures: Ge is everywhere else
-        a.numbers[:] = 14
-    for a in frames[3:5]:  # two pure-Ge ones, so that Si is the rarer element
-        a.numbers[:] = 32
-    data = tmp_path / "d.extxyz"
-    write(data, frames, format="extxyz")
-    config = _config(data, tmp_path / "run", element_weight_exponent=1.0,
-                     element_weight_scope="repeat", element_weight_cap=30.0)  # fmt: skip
-    trainer = Trainer(config, progress=False)
-    assert {float(g["weight"]) for g in trainer.train_graphs} == {1.0}  # not in the loss
-    assert max(float(g["weight"]) for g in trainer.val_graphs) > 1.0  # validation keeps it
-    train_frames = [
-        next(
-            a
-            for a in frames
-            if len(a) == len(g["numbers"]) and (a.numbers == g["numbers"].numpy()).all()
-        )
-        for g in trainer.train_graphs
-    ]
-    raw = raw_element_weights(train_frames, 1.0, 30.0)
+    trainer, config, data = _drawn_trainer(tiny_dataset, tmp_path, "repeat", pure_ge=2)
+    raw = raw_element_weights([Atoms(g["numbers"].numpy()) for g in trainer.train_graphs],
+                              1.0, 30.0)  # fmt: skip
     np.testing.assert_allclose(trainer.sample_weights.numpy(), raw)
     assert raw.min() == 1.0 and raw.max() > 1.0
     counts = np.zeros(len(raw))
