@@ -8,6 +8,8 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ase_gnnp.nn.tensor_product import ChannelTensorProduct, EdgeTensorProduct
+
 _ACTS = {1: torch.nn.functional.silu, -1: torch.tanh}
 
 
@@ -45,7 +47,7 @@ class ChannelProduct(nn.Module):
                     if ir_out in targets:
                         instructions.append((i1, i2, len(mid), "uuu", False))
                         mid.append((mul, ir_out))
-        self.tp = o3.TensorProduct(irreps, irreps, o3.Irreps(mid), instructions)
+        self.tp = ChannelTensorProduct(irreps, o3.Irreps(mid), instructions)
         self.linear = o3.Linear(self.tp.irreps_out, irreps)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -129,14 +131,7 @@ class Interaction(nn.Module):
                         instructions.append((i_in, i_sh, len(mid), "uvu", True))
                         mid.append((mul, ir_out))
         irreps_mid = o3.Irreps(mid)
-        self.tp = o3.TensorProduct(
-            self.irreps_in,
-            irreps_sh,
-            irreps_mid,
-            instructions,
-            shared_weights=False,
-            internal_weights=False,
-        )
+        self.tp = EdgeTensorProduct(self.irreps_in, irreps_sh, irreps_mid, instructions)
         self.radial = FullyConnectedNet(
             [num_radial, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
         )
@@ -191,7 +186,9 @@ class Interaction(nn.Module):
         the features run in a lower precision under ``torch.autocast``.
         """
         centre, neighbour = edge_index
-        x = self.linear_up(h)
+        # split into (N, C, M) per atom, gathered per edge; messages are summed in the
+        # product's own layout and put into e3nn's by one permutation per atom
+        x = self.tp.split(self.linear_up(h))
         agg = torch.zeros(h.shape[0], self.message_dim, dtype=edge_radial.dtype,
                           device=h.device)  # fmt: skip
         num_edges = centre.shape[0]
@@ -207,7 +204,7 @@ class Interaction(nn.Module):
                 else:
                     messages = self._messages(*args)
                 agg.index_add_(0, centre[part], messages)
-        return self.update(h, agg / self.avg_num_neighbors.to(agg.dtype))
+        return self.update(h, self.tp.join(agg) / self.avg_num_neighbors.to(agg.dtype))
 
     def update(self, h: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
         """Node update from the normalised message sum ``agg`` (N, message_dim): the
@@ -227,6 +224,8 @@ class Interaction(nn.Module):
         edge_radial: torch.Tensor,
         neighbour: torch.Tensor,
     ) -> torch.Tensor:
-        """Per-edge messages (E, irreps_mid.dim) in the dtype of ``edge_radial``."""
-        messages = self.tp(x[neighbour], edge_sh, self.radial(edge_radial))
+        """Per-edge messages (E, message_dim) in the product's layout (see
+        :meth:`EdgeTensorProduct.messages`), in the dtype of ``edge_radial``; ``x`` is the
+        split node input (N, C, M)."""
+        messages = self.tp.messages(x[neighbour], edge_sh, self.radial(edge_radial))
         return messages.to(edge_radial.dtype)
