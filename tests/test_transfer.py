@@ -136,7 +136,7 @@ def test_refit_skips_new_elements_without_energies():
 def test_train_run_steps_and_requests(sets, tmp_path):
     from ase.io import read
 
-    from ase_gnnp.workflows.transfer import train_run
+    from ase_gnnp.workflows.runs import train_run
 
     frames = read(sets[1], ":")
     config = _config(batch_size=4)

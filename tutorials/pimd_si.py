@@ -35,7 +35,7 @@ from tqdm import tqdm  # noqa: E402
 
 from ase_gnnp.checkpoint import resolve_model_path  # noqa: E402
 from ase_gnnp.integrations.ipi import IPIServer, read_properties, write_pimd_input  # noqa: E402
-from ase_gnnp.workflows.transfer import _fingerprint  # noqa: E402
+from ase_gnnp.workflows.runs import fingerprint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVABLES = {
@@ -55,7 +55,7 @@ def checkpoint_digest(source: list[str]) -> str | None:
     """SHA-256 of the model file a ``--model`` source names (None for a teacher)."""
     if source[0] != "--model":
         return None
-    return _fingerprint(resolve_model_path(source[1]))
+    return fingerprint(resolve_model_path(source[1]))
 
 
 def run_pimd(source: list[str], nbeads: int, args, workdir: Path) -> dict:

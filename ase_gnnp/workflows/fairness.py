@@ -14,7 +14,7 @@ from ase_gnnp.checkpoint import load_model
 from ase_gnnp.evaluate import evaluate_structures
 from ase_gnnp.train import TrainConfig, Trainer
 from ase_gnnp.train.weighting import raw_element_weights
-from ase_gnnp.workflows.transfer import _check_same_options, _fingerprint
+from ase_gnnp.workflows.runs import check_same_options, fingerprint
 
 __all__ = ["SCOPE_WORDS", "fairness_study", "group_figures", "plot_fairness"]
 
@@ -36,9 +36,9 @@ def group_figures(per_element: dict) -> dict:
 def _train(config: TrainConfig, test_frames, progress: bool) -> dict:
     """One training run (reused if its result file exists): validation and test figures."""
     out = Path(config.out)
-    _check_same_options(config, out, fine_tuning=False)
+    check_same_options(config, out, fine_tuning=False)
     paths = [config.data] if isinstance(config.data, str) else list(config.data)
-    request = {"data_sha256": [_fingerprint(p) for p in paths]}
+    request = {"data_sha256": [fingerprint(p) for p in paths]}
     saved = out / "request.json"
     if saved.is_file() and json.loads(saved.read_text()) != request:
         raise ValueError(f"{out} holds a run on other training data; choose another study "

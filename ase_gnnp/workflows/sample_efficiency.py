@@ -14,12 +14,12 @@ import numpy as np
 from ase_gnnp.checkpoint import load_model, resolve_model_path
 from ase_gnnp.data import read_structures
 from ase_gnnp.train import TrainConfig
+from ase_gnnp.workflows.runs import train_run
 from ase_gnnp.workflows.transfer import (
     elements_of,
     error_figures,
     fitted_symbols,
     split_target,
-    train_run,
 )
 
 __all__ = ["plot_sample_efficiency", "reduction_factors", "sample_efficiency_study"]
