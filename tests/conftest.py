@@ -9,8 +9,11 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
 
 from ase_gnnp import GNNPCalculator, GNNPModel, ModelConfig
+from ase_gnnp.train import TrainConfig
 
 # one thread: fast for these tiny models and friendly to other jobs on the machine
 torch.set_num_threads(1)
@@ -105,3 +108,58 @@ STRUCTURES = {"bulk": make_bulk, "cluster": make_cluster, "slab": make_slab}
 def any_atoms(request) -> Atoms:
     """Each of the periodic bulk, the cluster and the mixed-PBC slab."""
     return STRUCTURES[request.param]()
+
+
+# ---------------------------------------------------------------- training
+TINY_MODEL = ModelConfig(
+    cutoff=3.5, channels=8, lmax=1, num_layers=2, num_radial=6, radial_hidden=16, readout_hidden=8
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """16 rattled, strained 8-atom SiGe diamond cells with Tersoff energies/forces/stress."""
+    pytest.importorskip("matscipy", reason="the Tersoff teacher needs matscipy")
+    from ase_gnnp.teachers import tersoff_sige
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(16):
+        atoms = bulk("Si", "diamond", a=5.43 + 0.1 * rng.uniform(), cubic=True)
+        atoms.numbers[rng.random(len(atoms)) < 0.4] = 32
+        strain = np.eye(3) + 0.02 * rng.uniform(-1.0, 1.0, size=(3, 3))
+        atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+        atoms.rattle(0.08, seed=k)
+        atoms.calc = tersoff_sige()
+        results = {
+            "energy": atoms.get_potential_energy(),
+            "forces": atoms.get_forces(),
+            "stress": atoms.get_stress(),
+        }
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        atoms.info["config_type"] = "rattled" if k % 2 else "strained"
+        frames.append(atoms)
+    path = tmp_path_factory.mktemp("data") / "tiny.extxyz"
+    write(path, frames, format="extxyz")
+    return path
+
+
+def train_config(data, out, **changes) -> TrainConfig:
+    values = dict(
+        data=str(data),
+        out=str(out),
+        epochs=3,
+        batch_size=4,
+        lr=5e-3,
+        threads=1,
+        val_fraction=0.25,
+        seed=0,
+        model=TINY_MODEL,
+    )
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def final_weights(out) -> dict:
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    return {"model": state["model"], "ema": state["ema"]["shadow"], "epoch": state["epoch"]}

@@ -20,8 +20,14 @@ CASES = [  # (irreps in, irreps out, lmax of the harmonics, correlation, product
 
 def _e3nn_twin(tp, mode: str) -> o3.TensorProduct:
     if mode == "uvu":
-        return o3.TensorProduct(tp.irreps_in1, tp.irreps_in2, tp.irreps_out, tp.instructions,
-                                shared_weights=False, internal_weights=False)  # fmt: skip
+        return o3.TensorProduct(
+            tp.irreps_in1,
+            tp.irreps_in2,
+            tp.irreps_out,
+            tp.instructions,
+            shared_weights=False,
+            internal_weights=False,
+        )
     return o3.TensorProduct(tp.irreps_in1, tp.irreps_in2, tp.irreps_out, tp.instructions)
 
 
@@ -29,9 +35,14 @@ def _e3nn_twin(tp, mode: str) -> o3.TensorProduct:
 def test_edge_and_channel_products_match_e3nn(case):
     irreps_in, irreps_out, lmax, correlation, product_lmax = case
     torch.manual_seed(0)
-    layer = Interaction(o3.Irreps(irreps_in), o3.Irreps(irreps_out),
-                        o3.Irreps.spherical_harmonics(lmax), 4, correlation=correlation,
-                        product_lmax=product_lmax).double()  # fmt: skip
+    layer = Interaction(
+        o3.Irreps(irreps_in),
+        o3.Irreps(irreps_out),
+        o3.Irreps.spherical_harmonics(lmax),
+        4,
+        correlation=correlation,
+        product_lmax=product_lmax,
+    ).double()
     tp = layer.tp
     assert isinstance(tp, EdgeTensorProduct)
     ref = _e3nn_twin(tp, "uvu").double()
@@ -76,13 +87,15 @@ def test_edge_and_channel_products_are_equivariant_in_float64():
     w = torch.randn(5, tp.weight_numel, dtype=torch.float64)
     rot = o3.rand_matrix(dtype=torch.float64)
     d_in, d_sh, d_out = (_wigner_d(i, rot) for i in (irreps, sh_irreps, tp.irreps_out))
-    torch.testing.assert_close(tp(x @ d_in.T, sh @ d_sh.T, w), tp(x, sh, w) @ d_out.T,
-                               rtol=0, atol=1e-12)  # fmt: skip
+    torch.testing.assert_close(
+        tp(x @ d_in.T, sh @ d_sh.T, w), tp(x, sh, w) @ d_out.T, rtol=0, atol=1e-12
+    )
     product = layer.products[1].tp
     d_basis, d_prod = _wigner_d(product.irreps_in1, rot), _wigner_d(product.irreps_out, rot)
     a, b = (torch.randn(5, product.irreps_in1.dim, dtype=torch.float64) for _ in "ab")
-    torch.testing.assert_close(product(a @ d_basis.T, b @ d_basis.T), product(a, b) @ d_prod.T,
-                               rtol=0, atol=1e-12)  # fmt: skip
+    torch.testing.assert_close(
+        product(a @ d_basis.T, b @ d_basis.T), product(a, b) @ d_prod.T, rtol=0, atol=1e-12
+    )
 
 
 def test_products_refuse_what_they_do_not_implement():
@@ -100,15 +113,17 @@ def test_checkpoints_written_with_e3nn_products_load():
     """The state of a layer built on e3nn's TensorProduct (empty weight, output mask,
     Clebsch-Gordan buffers) loads strictly into the dense layer."""
     torch.manual_seed(0)
-    layer = Interaction(o3.Irreps("4x0e"), hidden_irreps(4, 2), o3.Irreps.spherical_harmonics(2),
-                        4, correlation=3)  # fmt: skip
+    layer = Interaction(
+        o3.Irreps("4x0e"), hidden_irreps(4, 2), o3.Irreps.spherical_harmonics(2), 4, correlation=3
+    )
     state = layer.state_dict()
     legacy = dict(state)
     legacy["tp.weight"] = torch.zeros(0)
     legacy["tp.output_mask"] = torch.ones(layer.tp.irreps_out.dim)
     legacy["products.0.tp._compiled_main_left_right._w3j_1_1_2"] = torch.zeros(3, 3, 5)
-    fresh = Interaction(o3.Irreps("4x0e"), hidden_irreps(4, 2), o3.Irreps.spherical_harmonics(2),
-                        4, correlation=3)  # fmt: skip
+    fresh = Interaction(
+        o3.Irreps("4x0e"), hidden_irreps(4, 2), o3.Irreps.spherical_harmonics(2), 4, correlation=3
+    )
     fresh.load_state_dict(legacy)
     for key, value in state.items():
         torch.testing.assert_close(fresh.state_dict()[key], value)

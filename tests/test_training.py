@@ -12,59 +12,12 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
+from conftest import TINY_MODEL, final_weights, train_config
 
 from ase_gnnp import GNNPCalculator, load_model
 from ase_gnnp.config import ModelConfig
 from ase_gnnp.evaluate import evaluate_structures
 from ase_gnnp.train import TrainConfig, Trainer
-
-TINY_MODEL = ModelConfig(
-    cutoff=3.5, channels=8, lmax=1, num_layers=2, num_radial=6, radial_hidden=16, readout_hidden=8
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    """16 rattled, strained 8-atom SiGe diamond cells with Tersoff energies/forces/stress."""
-    pytest.importorskip("matscipy", reason="the Tersoff teacher needs matscipy")
-    from ase_gnnp.teachers import tersoff_sige
-
-    rng = np.random.default_rng(0)
-    frames = []
-    for k in range(16):
-        atoms = bulk("Si", "diamond", a=5.43 + 0.1 * rng.uniform(), cubic=True)
-        atoms.numbers[rng.random(len(atoms)) < 0.4] = 32
-        strain = np.eye(3) + 0.02 * rng.uniform(-1.0, 1.0, size=(3, 3))
-        atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
-        atoms.rattle(0.08, seed=k)
-        atoms.calc = tersoff_sige()
-        results = {
-            "energy": atoms.get_potential_energy(),
-            "forces": atoms.get_forces(),
-            "stress": atoms.get_stress(),
-        }
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        atoms.info["config_type"] = "rattled" if k % 2 else "strained"
-        frames.append(atoms)
-    path = tmp_path_factory.mktemp("data") / "tiny.extxyz"
-    write(path, frames, format="extxyz")
-    return path
-
-
-def _config(data, out, **changes) -> TrainConfig:
-    values = dict(
-        data=str(data),
-        out=str(out),
-        epochs=3,
-        batch_size=4,
-        lr=5e-3,
-        threads=1,
-        val_fraction=0.25,
-        seed=0,
-        model=TINY_MODEL,
-    )
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 def _metrics(out) -> list[dict]:
@@ -74,7 +27,7 @@ def _metrics(out) -> list[dict]:
 
 def test_train_writes_outputs(tiny_dataset, tmp_path):
     out = tmp_path / "run"
-    result = Trainer(_config(tiny_dataset, out), progress=False).run()
+    result = Trainer(train_config(tiny_dataset, out), progress=False).run()
     assert result["epochs"] == 3
     assert result["stop_reason"] == "epochs"
     for name in ("model.pt", "checkpoint.pt", "metrics.csv", "learning_curve.png", "config.yaml"):
@@ -97,7 +50,7 @@ def test_train_writes_outputs(tiny_dataset, tmp_path):
 @pytest.mark.slow
 def test_loss_decreases(tiny_dataset, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(tiny_dataset, out, epochs=8, lr=5e-3), progress=False).run()
+    Trainer(train_config(tiny_dataset, out, epochs=8, lr=5e-3), progress=False).run()
     rows = _metrics(out)
     assert len(rows) == 8
     train = [float(r["train_loss"]) for r in rows]
@@ -107,22 +60,17 @@ def test_loss_decreases(tiny_dataset, tmp_path):
     assert min(val[1:]) < val[0]
 
 
-def _final_weights(out) -> dict:
-    state = torch.load(out / "checkpoint.pt", weights_only=True)
-    return {"model": state["model"], "ema": state["ema"]["shadow"], "epoch": state["epoch"]}
-
-
 @pytest.mark.slow
 def test_resume_equals_uninterrupted(tiny_dataset, tmp_path):
     out_a, out_b = tmp_path / "a", tmp_path / "b"
-    Trainer(_config(tiny_dataset, out_a, epochs=4), progress=False).run()
+    Trainer(train_config(tiny_dataset, out_a, epochs=4), progress=False).run()
 
-    Trainer(_config(tiny_dataset, out_b, epochs=2), progress=False).run()
+    Trainer(train_config(tiny_dataset, out_b, epochs=2), progress=False).run()
     assert [int(r["epoch"]) for r in _metrics(out_b)] == [1, 2]
     result = Trainer.resume(out_b, progress=False, epochs=4).run()
     assert result["epochs"] == 4
 
-    a, b = _final_weights(out_a), _final_weights(out_b)
+    a, b = final_weights(out_a), final_weights(out_b)
     assert a["epoch"] == b["epoch"] == 4
     for part in ("model", "ema"):
         for key, value in a[part].items():
@@ -141,7 +89,7 @@ def test_resume_equals_uninterrupted(tiny_dataset, tmp_path):
 def test_resume_after_a_kill_keeps_each_epoch_once(tiny_dataset, tmp_path, monkeypatch):
     """A run killed in epoch 3 resumes at epoch 3 without duplicating rows of metrics.csv."""
     out = tmp_path / "run"
-    trainer = Trainer(_config(tiny_dataset, out, epochs=4), progress=False)
+    trainer = Trainer(train_config(tiny_dataset, out, epochs=4), progress=False)
     original = Trainer.train_epoch
 
     def killed_in_epoch_3(self):
@@ -160,10 +108,11 @@ def test_resume_after_a_kill_keeps_each_epoch_once(tiny_dataset, tmp_path, monke
 
 def test_existing_run_needs_resume_or_overwrite(tiny_dataset, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(tiny_dataset, out, epochs=1), progress=False).run()
+    Trainer(train_config(tiny_dataset, out, epochs=1), progress=False).run()
     with pytest.raises(ValueError, match="resume"):
-        Trainer(_config(tiny_dataset, out, epochs=1), progress=False)
-    result = Trainer(_config(tiny_dataset, out, epochs=1), overwrite=True, progress=False).run()
+        Trainer(train_config(tiny_dataset, out, epochs=1), progress=False)
+    config = train_config(tiny_dataset, out, epochs=1)
+    result = Trainer(config, overwrite=True, progress=False).run()
     assert result["epochs"] == 1
     assert [int(r["epoch"]) for r in _metrics(out)] == [1]
 
@@ -184,13 +133,13 @@ def test_resume_from_a_corrupt_state_is_a_clear_error(tiny_dataset, tmp_path):
 @pytest.mark.slow
 def test_init_from(tiny_dataset, tmp_path):
     first = tmp_path / "first"
-    Trainer(_config(tiny_dataset, first, epochs=2), progress=False).run()
+    Trainer(train_config(tiny_dataset, first, epochs=2), progress=False).run()
     parent = load_model(first / "model.pt")
 
     second = tmp_path / "second"
     # the architecture comes from the checkpoint, whatever config.model says
     other_arch = ModelConfig(cutoff=3.0, channels=4, lmax=0)
-    config = _config(tiny_dataset, second, epochs=1, model=other_arch)
+    config = train_config(tiny_dataset, second, epochs=1, model=other_arch)
     trainer = Trainer(config, init_from=str(first / "model.pt"), progress=False)
     assert trainer.model.config == TINY_MODEL
     # starts from the parent's weights and keeps its fitted reference energies
@@ -230,7 +179,7 @@ def mixed_dataset(tmp_path_factory, tiny_dataset):
 
 def test_mixed_periodic_and_molecular_data(mixed_dataset, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(mixed_dataset, out, epochs=2, batch_size=8), progress=False).run()
+    Trainer(train_config(mixed_dataset, out, epochs=2, batch_size=8), progress=False).run()
     rows = _metrics(out)
     assert all(np.isfinite(float(r["train_loss"])) for r in rows)
     assert all(np.isfinite(float(r["val_loss"])) for r in rows)
@@ -266,18 +215,18 @@ def test_loss_ignores_stress_of_non_periodic_graphs():
 
 def test_train_config_validation(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="scheduler"):
-        _config(tiny_dataset, tmp_path, scheduler="step")
+        train_config(tiny_dataset, tmp_path, scheduler="step")
     with pytest.raises(ValueError, match="dtype"):
-        _config(tiny_dataset, tmp_path, dtype="float16")
+        train_config(tiny_dataset, tmp_path, dtype="float16")
     with pytest.raises(ValueError, match="epochs"):
-        _config(tiny_dataset, tmp_path, epochs=0)
+        train_config(tiny_dataset, tmp_path, epochs=0)
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"epochs": 1, "learning_rate": 1.0})
 
 
 def test_cosine_schedule_follows_epochs_or_time_budget(tiny_dataset, tmp_path):
     """Cosine anneals lr -> min_lr over whichever of epochs / max_minutes ends the run."""
-    config = _config(tiny_dataset, tmp_path / "cos", scheduler="cosine", epochs=4, min_lr=1e-4)
+    config = train_config(tiny_dataset, tmp_path / "cos", scheduler="cosine", epochs=4, min_lr=1e-4)
     trainer = Trainer(config, progress=False)
     assert trainer.progress_fraction() == 0.0
     trainer._set_cosine_lr(0.0, 0.0)
@@ -300,7 +249,7 @@ def test_cosine_schedule_follows_epochs_or_time_budget(tiny_dataset, tmp_path):
 def test_resume_keeps_the_saved_run_and_refuses_other_changes(tiny_dataset, tmp_path):
     """Resuming never resets unspecified options to defaults, and only run length may change."""
     out = tmp_path / "keep"
-    config = _config(tiny_dataset, out, epochs=2, patience=7, max_minutes=30.0)
+    config = train_config(tiny_dataset, out, epochs=2, patience=7, max_minutes=30.0)
     Trainer(config, progress=False).run()
     resumed = Trainer.resume(out, progress=False, epochs=3)
     assert resumed.config == config.updated(epochs=3)
@@ -314,7 +263,7 @@ def test_runs_saved_before_loss_normalization_keep_their_weights_normalization(
     """A saved run without the option divided by Σ w: resume and study reuse keep that;
     a user's YAML without it gets the default."""
     out = tmp_path / "old"
-    config = _config(tiny_dataset, out, epochs=1)
+    config = train_config(tiny_dataset, out, epochs=1)
     Trainer(config, progress=False).run()
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     del state["config"]["loss_normalization"]
@@ -413,31 +362,31 @@ def test_atom_weights_multiply_each_atom_s_share_of_the_force_term():
 
 def test_config_type_weights(tiny_dataset, tmp_path):
     trainer = Trainer(
-        _config(tiny_dataset, tmp_path / "run", config_type_weights={"rattled": 4.0}),
+        train_config(tiny_dataset, tmp_path / "run", config_type_weights={"rattled": 4.0}),
         progress=False,
     )
     for graphs in (trainer.train_graphs, trainer.val_graphs):
         weights = {float(g["weight"]) for g in graphs}
         assert weights == {1.0, 4.0}
     with pytest.raises(ValueError, match=r"\['melted'\].*config types there: \['rattled'"):
-        Trainer(_config(tiny_dataset, tmp_path / "bad", config_type_weights={"melted": 2.0}))
+        Trainer(train_config(tiny_dataset, tmp_path / "bad", config_type_weights={"melted": 2.0}))
     with pytest.raises(ValueError, match="must be positive"):
-        _config(tiny_dataset, tmp_path, config_type_weights={"rattled": 0.0})
+        train_config(tiny_dataset, tmp_path, config_type_weights={"rattled": 0.0})
     with pytest.raises(TypeError, match="config_type_weights must map"):
-        _config(tiny_dataset, tmp_path, config_type_weights=[("rattled", 2.0)])
+        train_config(tiny_dataset, tmp_path, config_type_weights=[("rattled", 2.0)])
 
 
 def test_select_config_types_and_elements(tiny_dataset, tmp_path):
-    trainer = Trainer(_config(tiny_dataset, tmp_path / "run", config_types=["rattled"]),
+    trainer = Trainer(train_config(tiny_dataset, tmp_path / "run", config_types=["rattled"]),
                       progress=False)  # fmt: skip
     assert len(trainer.train_graphs) + len(trainer.val_graphs) == 8
     assert set(trainer.val_groups) == {"rattled"}
     with pytest.raises(ValueError, match=r"no structure in .* only elements \['C'\]"):
-        Trainer(_config(tiny_dataset, tmp_path / "c", elements=["C"]), progress=False)
+        Trainer(train_config(tiny_dataset, tmp_path / "c", elements=["C"]), progress=False)
     with pytest.raises(ValueError, match="elements must be chemical symbols"):
-        _config(tiny_dataset, tmp_path, elements=["Silicon"])
+        train_config(tiny_dataset, tmp_path, elements=["Silicon"])
     with pytest.raises(TypeError, match="config_types must be a list"):
-        _config(tiny_dataset, tmp_path, config_types="rattled")
+        train_config(tiny_dataset, tmp_path, config_types="rattled")
 
 
 def test_element_weights_follow_inverse_frequency():
@@ -490,13 +439,13 @@ def test_trainer_applies_element_weights_and_reads_several_files(tiny_dataset, t
     first, second = tmp_path / "a.extxyz", tmp_path / "b.extxyz"
     write(first, frames[:8], format="extxyz")
     write(second, frames[8:], format="extxyz")
-    config = _config(first, tmp_path / "run", element_weight_exponent=1.0)
+    config = train_config(first, tmp_path / "run", element_weight_exponent=1.0)
     trainer = Trainer(config.updated(data=[str(first), str(second)]), progress=False)
     assert len(trainer.train_graphs) + len(trainer.val_graphs) == 16
     weights = np.array([float(g["weight"]) for g in trainer.train_graphs])
     assert weights.mean() == pytest.approx(1.0) and weights.max() > 1.0
     with pytest.raises(ValueError, match="element_weight_exponent must be >= 0"):
-        _config(first, tmp_path, element_weight_exponent=-1.0)
+        train_config(first, tmp_path, element_weight_exponent=-1.0)
     assert all(torch.all(g["atom_weight"] == 1) for g in trainer.train_graphs)
     # per atom: structure weights stay 1, the rare element's atoms weigh more, mean 1
     atom = Trainer(config.updated(data=[str(first), str(second)], element_weight_scope="atom",
@@ -509,7 +458,7 @@ def test_trainer_applies_element_weights_and_reads_several_files(tiny_dataset, t
     rare, common = (14, 32) if si_count < ge_count else (32, 14)
     assert float(per_atom[numbers == rare].min()) > float(per_atom[numbers == common].max())
     with pytest.raises(ValueError, match="element_weight_scope must be one of"):
-        _config(first, tmp_path, element_weight_scope="element")
+        train_config(first, tmp_path, element_weight_scope="element")
     summary = evaluate_structures(trainer.model, frames)
     assert set(summary["per_element"]) == {"Si", "Ge"}
     with_ge = sum(32 in a.numbers for a in frames)
@@ -527,7 +476,7 @@ def _drawn_trainer(tiny_dataset, tmp_path, scope: str, pure_ge: int = 0):
         a.numbers[:] = 32
     data = tmp_path / "d.extxyz"
     write(data, frames, format="extxyz")
-    config = _config(data, tmp_path / "run", element_weight_exponent=1.0,
+    config = train_config(data, tmp_path / "run", element_weight_exponent=1.0,
                      element_weight_scope=scope, element_weight_cap=30.0)  # fmt: skip
     trainer = Trainer(config, progress=False)
     assert {float(g["weight"]) for g in trainer.train_graphs} == {1.0}  # not in the loss
@@ -569,7 +518,7 @@ def test_sampling_scope_draws_rare_structures_more_often_and_keeps_the_loss_unwe
     once = sorted(i for b in plain._index_loader(0) for i in b)
     assert once == list(range(len(plain.train_graphs)))
     with pytest.raises(ValueError, match="'sampling' cannot be combined with a relative"):
-        _config(data, tmp_path, element_weight_scope="sampling", relative_energy_key="group",
+        train_config(data, tmp_path, element_weight_scope="sampling", relative_energy_key="group",
                 relative_energy_weight=1.0)  # fmt: skip
 
 
@@ -610,7 +559,7 @@ def test_repeat_scope_keeps_every_structure_and_repeats_the_rare_ones(tiny_datas
     assert sum(sizes) == sum(map(len, trainer._index_loader(0))) > len(raw)
     trainer.train_epoch()
     with pytest.raises(ValueError, match="'repeat' cannot be combined with a relative"):
-        _config(data, tmp_path, element_weight_scope="repeat", relative_energy_key="group",
+        train_config(data, tmp_path, element_weight_scope="repeat", relative_energy_key="group",
                 relative_energy_weight=1.0)  # fmt: skip
 
 
@@ -633,9 +582,9 @@ def test_freeze_modes(small_model):
 
 
 def test_fine_tuning_with_frozen_layers_changes_only_the_rest(tiny_dataset, tmp_path):
-    first = Trainer(_config(tiny_dataset, tmp_path / "pre", epochs=1), progress=False)
+    first = Trainer(train_config(tiny_dataset, tmp_path / "pre", epochs=1), progress=False)
     first.run()
-    tuned = Trainer(_config(tiny_dataset, tmp_path / "tuned", epochs=2, freeze="equivariant"),
+    tuned = Trainer(train_config(tiny_dataset, tmp_path / "tuned", epochs=2, freeze="equivariant"),
                     init_from=str(tmp_path / "pre/model.pt"), progress=False)  # fmt: skip
     before = {n: p.detach().clone() for n, p in tuned.model.named_parameters()}
     tuned.train_epoch()
@@ -648,12 +597,12 @@ def test_gradient_checkpointing_trains_the_same_weights(tiny_dataset, tmp_path):
     runs = {}
     for flag in (False, True):
         out = tmp_path / f"ckpt_{flag}"
-        trainer = Trainer(_config(tiny_dataset, out, epochs=1, dtype="float64",
+        trainer = Trainer(train_config(tiny_dataset, out, epochs=1, dtype="float64",
                                   gradient_checkpointing=flag), progress=False)  # fmt: skip
         assert trainer.model.gradient_checkpointing is flag
         trainer.run()
-        runs[flag] = _final_weights(out)["model"]
+        runs[flag] = final_weights(out)["model"]
     for key, value in runs[False].items():
         torch.testing.assert_close(runs[True][key], value, rtol=1e-9, atol=1e-12)
     with pytest.raises(TypeError, match="gradient_checkpointing"):
-        _config(tiny_dataset, tmp_path, gradient_checkpointing="yes")
+        train_config(tiny_dataset, tmp_path, gradient_checkpointing="yes")

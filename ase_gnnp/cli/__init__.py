@@ -1,4 +1,4 @@
-"""``ase-gnnp`` command line: train, eval, md, info, bench, profile, elastic, phonons, ipi,
+"""``ase-gnnp`` command line: train, cv, eval, md, info, bench, profile, elastic, phonons, ipi,
 peierls, uq, adaptive-md, report, finetune."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import warnings
 from ase_gnnp.cli import (
     adaptive_md,
     bench,
+    cv,
     elastic,
     evaluate,
     finetune,
@@ -26,6 +27,7 @@ from ase_gnnp.cli import (
 
 COMMANDS = {
     "train": train,
+    "cv": cv,
     "eval": evaluate,
     "md": md,
     "info": info,

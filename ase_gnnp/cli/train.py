@@ -7,6 +7,7 @@ import json
 import typing
 from dataclasses import fields
 
+from ase_gnnp.cli._common import add_malloc_option, setup_malloc
 from ase_gnnp.config import ModelConfig
 from ase_gnnp.train import TrainConfig, Trainer, distributed
 
@@ -64,35 +65,78 @@ _TRAIN_FLAGS = _flags(TrainConfig)
 _MODEL_FLAGS = _flags(ModelConfig)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--recipe`` and a flag per training and model option."""
     parser.add_argument("--config", help="YAML file with training options (flags override it)")
+    parser.add_argument(
+        "--recipe",
+        choices=("auto", "none"),
+        default=None,
+        help="auto: options neither the YAML nor a flag sets come from the default recipe, "
+        "chosen from statistics of the data and the budget (ase_gnnp.train.recipe); none: "
+        "from TrainConfig's defaults. Default: auto, none with --config or --init-from",
+    )
     train = parser.add_argument_group("training options (see TrainConfig)")
     for name, kind in _TRAIN_FLAGS.items():
         train.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
     model = parser.add_argument_group("model options (see ModelConfig)")
     for name, kind in _MODEL_FLAGS.items():
         model.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue the run in --out (only --epochs, --max-minutes, --threads, --patience "
         "may change)",
-    )  # fmt: skip
+    )
     parser.add_argument("--overwrite", action="store_true", help="start afresh in a used --out")
     parser.add_argument("--init-from", help="start from this checkpoint or shipped model")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_malloc_option(parser)
 
 
 def _given(args: argparse.Namespace, names) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    changes = _given(args, _TRAIN_FLAGS)
+def _yaml_options(path: str) -> dict:
+    """The options a YAML file sets (``model`` entries as ``model_<name>``)."""
+    import yaml
+
+    values = TrainConfig.from_yaml(path)  # validates the file
+    raw = yaml.safe_load(open(path)) or {}
+    changes = {k: getattr(values, k) for k in raw if k != "model"}
+    changes.update({f"model_{k}": v for k, v in (raw.get("model") or {}).items()})
+    return changes
+
+
+def config_from_args(args: argparse.Namespace, announce: bool = True) -> TrainConfig:
+    """The training options of a command line: the recipe's (``--recipe auto``), then the
+    YAML's, then the flags'; with the recipe, its description is printed."""
+    changes = _yaml_options(args.config) if args.config else {}
+    changes.update(_given(args, _TRAIN_FLAGS))
     changes.update({f"model_{k}": v for k, v in _given(args, _MODEL_FLAGS).items()})
-    config = config.updated(**changes)
-    if not config.data:
+    data = changes.get("data")
+    if not data:
         raise ValueError("no training data: give --data or 'data:' in --config")
+    plain = not (args.config or getattr(args, "init_from", None))
+    mode = args.recipe or ("auto" if plain else "none")
+    if mode == "none":
+        return TrainConfig().updated(**changes)
+    from ase_gnnp.train.config import read_frames
+    from ase_gnnp.train.recipe import DEFAULT_MINUTES, describe, recipe, summarize_data
+
+    probe = TrainConfig().updated(**{k: v for k, v in changes.items() if not k.startswith("model")})
+    frames = read_frames(probe)
+    summary = summarize_data(frames, probe.keys)
+    minutes = changes.get("max_minutes") or DEFAULT_MINUTES
+    config = TrainConfig.from_dict(recipe(summary, minutes)).updated(**changes)
+    if announce:
+        stated = "" if changes.get("max_minutes") else f" (default budget {DEFAULT_MINUTES:g} min)"
+        print(f"training recipe{stated}:\n{describe(config, summary)}", flush=True)
     return config
 
 
@@ -104,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
+    setup_malloc(args)
     if args.resume:
         if args.config or args.init_from or _given(args, _MODEL_FLAGS):
             raise ValueError(

@@ -162,8 +162,9 @@ class EdgeTensorProduct(_DenseProduct):
             raise ValueError(f"irreps_sh must have multiplicity 1, got {irreps_sh}")
         if any(ins[3] != "uvu" for ins in instructions):
             raise ValueError("EdgeTensorProduct takes 'uvu' instructions only")
-        super().__init__(irreps1, irreps_sh, irreps_out, instructions,
-                         _uniform_mul(irreps1, "irreps1"))  # fmt: skip
+        super().__init__(
+            irreps1, irreps_sh, irreps_out, instructions, _uniform_mul(irreps1, "irreps1")
+        )
         self.weight_numel = self.num_paths * self.channels
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

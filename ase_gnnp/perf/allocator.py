@@ -9,7 +9,7 @@ mmap and trim thresholds so that freed blocks stay in the heap and are reused by
 step (1.5x faster energy + forces + stress of sige-small on 4,096 Si atoms, one thread).
 The price: the process keeps its peak memory resident instead of returning it. It changes
 the allocator of the whole process, so it is never done behind the user's back: the
-``ase-gnnp`` commands that run MD call it (``--system-malloc`` opts out), Python users call
+``ase-gnnp`` commands that train or run MD call it (``--system-malloc`` opts out), Python users call
 it themselves.
 """
 

@@ -34,6 +34,9 @@ class TrainConfig:
         Keep only structures made of these elements alone (empty: all), e.g. ``[Si]``.
     val_fraction : float
         Share of structures per ``config_type`` held out for validation/early stopping.
+        0: no validation; every structure trains and the model of the last epoch (the
+        weight average, see ``ema_decay`` and ``final_fraction``) is the result (needs a
+        schedule that ends by itself: ``cosine`` or ``stable-decay``).
     val_data : str or None
         Separate validation file instead of a split.
     seed : int
@@ -96,6 +99,25 @@ class TrainConfig:
         Weights of the dipole ((e·Å)²), polarizability ((e·Å²/V)²) and charge (e²) MSEs;
         used where the data hold these labels and the model gives them (dipoles and
         polarizabilities need ``field=True``, charges ``long_range``).
+    loss : str
+        Penalty of each residual component: ``"mse"`` (squares) or ``"huber"`` (squares up
+        to ``huber_delta``, linear beyond: outliers pull less), see
+        :func:`ase_gnnp.train.loss.penalty`.
+    huber_delta : float
+        Where the Huber penalty turns linear, in each term's unit (eV/atom, eV/Å, eV/Å³).
+    final_fraction : float
+        Share of the run (epochs or ``max_minutes``, whichever ends it) spent in a final
+        stage, as MACE's second stage: the loss weights become ``final_energy_weight`` /
+        ``final_forces_weight`` / ``final_stress_weight``, the LR ``final_lr``, and the
+        model kept is the ``final_average`` of the weights over the stage; model selection
+        starts afresh. 0 (default): no final stage.
+    final_energy_weight, final_forces_weight, final_stress_weight : float or None
+        Loss weights of the final stage (None: the first stage's).
+    final_lr : float or None
+        Constant LR of the final stage (None: the schedule goes on).
+    final_average : str
+        ``"uniform"``: the mean of the weights after every step of the final stage
+        (stochastic weight averaging); ``"ema"``: the exponential average goes on.
     ema_decay : float
         Exponential moving average of weights (0 disables).
     grad_clip : float
@@ -160,6 +182,14 @@ class TrainConfig:
     element_weight_cap: float = 10.0
     element_weight_scope: str = "structure"
     loss_normalization: str = "labels"
+    loss: str = "mse"
+    huber_delta: float = 0.01
+    final_fraction: float = 0.0
+    final_energy_weight: float | None = None
+    final_forces_weight: float | None = None
+    final_stress_weight: float | None = None
+    final_lr: float | None = None
+    final_average: str = "uniform"
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     scheduler: str = "plateau"
@@ -179,8 +209,9 @@ class TrainConfig:
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
         if not isinstance(self.gradient_checkpointing, bool):
-            raise TypeError(f"gradient_checkpointing must be true or false, got "
-                            f"{self.gradient_checkpointing!r}")  # fmt: skip
+            raise TypeError(
+                f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"
+            )
         if self.scheduler not in ("plateau", "cosine", "stable-decay"):
             raise ValueError(
                 f"scheduler must be 'plateau', 'cosine' or 'stable-decay', got {self.scheduler!r}"
@@ -243,6 +274,30 @@ class TrainConfig:
 
         if self.freeze not in FREEZE_MODES:
             raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {self.freeze!r}")
+        from ase_gnnp.train.loss import PENALTIES
+
+        if self.loss not in PENALTIES:
+            raise ValueError(f"loss must be one of {PENALTIES}, got {self.loss!r}")
+        if not self.huber_delta > 0:
+            raise ValueError(f"huber_delta must be positive, got {self.huber_delta!r}")
+        if not 0.0 <= self.final_fraction < 1.0:
+            raise ValueError(f"final_fraction must be in [0, 1), got {self.final_fraction!r}")
+        finals = ("final_energy_weight", "final_forces_weight", "final_stress_weight", "final_lr")
+        for name in finals:
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be None or >= 0, got {value!r}")
+        if self.final_average not in ("uniform", "ema"):
+            raise ValueError(
+                f"final_average must be 'uniform' or 'ema', got {self.final_average!r}"
+            )
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.val_fraction == 0 and not self.val_data and self.scheduler == "plateau":
+            raise ValueError(
+                "val_fraction=0 (no validation) needs a schedule that ends by itself: "
+                "scheduler 'cosine' or 'stable-decay', not 'plateau'"
+            )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.batch_size < 1 or self.epochs < 1:
@@ -298,3 +353,17 @@ class TrainConfig:
             model = ModelConfig.from_dict(model)
         model = replace(model, **model_changes) if model_changes else model
         return replace(self, model=model, **rest)
+
+
+def read_frames(config: TrainConfig, data: str | list[str] | None = None) -> list:
+    """The labelled structures of ``data`` (default ``config.data``; one file or several)
+    that ``config`` trains on: its labels required (energy and forces unless their keys are
+    ``""``) and its ``config_types`` / ``elements`` selection applied."""
+    from ase_gnnp.data import read_structures, select_frames
+
+    data = config.data if data is None else data
+    paths = [data] if isinstance(data, str) else list(data)
+    labels = (("energy", config.energy_key), ("forces", config.forces_key))
+    require = [name for name, key in labels if key != ""]
+    frames = [a for path in paths for a in read_structures(path, config.keys, require)]
+    return select_frames(frames, config.config_types, config.elements, " + ".join(map(str, paths)))

@@ -16,6 +16,22 @@ from ase_gnnp.graph import batch_index
 NORMALIZATIONS = ("labels", "weights")
 
 
+#: Penalty applied to each residual component (:attr:`TrainConfig.loss`): ``"mse"``, the
+#: square; ``"huber"``, twice the Huber function, ``x²`` for ``|x| <= δ`` and
+#: ``2 δ |x| - δ²`` beyond, so small errors weigh as in the MSE and outliers only linearly.
+PENALTIES = ("mse", "huber")
+
+
+def penalty(residual: torch.Tensor, huber_delta: float | None = None) -> torch.Tensor:
+    """Elementwise ``residual²``, or with ``huber_delta`` (in the residual's unit) twice the
+    Huber function of the residual (see :data:`PENALTIES`)."""
+    if huber_delta is None:
+        return residual.pow(2)
+    return 2.0 * torch.nn.functional.huber_loss(
+        residual, torch.zeros_like(residual), reduction="none", delta=huber_delta
+    )
+
+
 def check_normalization(value: str, name: str = "normalization") -> None:
     """``ValueError`` naming ``name`` unless ``value`` is one of :data:`NORMALIZATIONS`."""
     if value not in NORMALIZATIONS:
@@ -55,11 +71,14 @@ def _relative_energy(
     return _masked_mean(centred.pow(2).to(energy.dtype), weight, paired, normalization)
 
 
-def loss_terms(out: dict, data: Data, normalization: str = "labels") -> dict[str, torch.Tensor]:
-    """Per-term mean squared errors, weighted by the structure weights (:data:`K.WEIGHT`;
-    per-atom terms also by :data:`K.ATOM_WEIGHT` where the graphs carry it) over the
-    labelled structures (atoms) and divided as ``normalization`` says
-    (:data:`NORMALIZATIONS`).
+def loss_terms(
+    out: dict, data: Data, normalization: str = "labels", huber_delta: float | None = None
+) -> dict[str, torch.Tensor]:
+    """Per-term mean squared errors (or mean Huber penalties, :func:`penalty`, with
+    ``huber_delta``: eV per atom, eV/Å, eV/Å³, e·Å, ... in each term's unit), weighted
+    by the structure weights (:data:`K.WEIGHT`; per-atom terms also by
+    :data:`K.ATOM_WEIGHT` where the graphs carry it) over the labelled structures (atoms)
+    and divided as ``normalization`` says (:data:`NORMALIZATIONS`).
 
     Returns
     -------
@@ -85,23 +104,24 @@ def loss_terms(out: dict, data: Data, normalization: str = "labels") -> dict[str
 
     terms = {}
     e_err = (out[K.ENERGY] - data[K.REF_ENERGY].to(out[K.ENERGY].dtype)) / natoms
-    terms["energy"] = mean(e_err.pow(2), weight, K.HAS_ENERGY)
+    terms["energy"] = mean(penalty(e_err, huber_delta), weight, K.HAS_ENERGY)
     if K.ENERGY_GROUP in data:
         terms["relative_energy"] = _relative_energy(out[K.ENERGY], data, weight, normalization)
     if K.FORCES in out:
-        f_err = (out[K.FORCES] - data[K.REF_FORCES]).pow(2).mean(-1)
+        f_err = penalty(out[K.FORCES] - data[K.REF_FORCES], huber_delta).mean(-1)
         terms["forces"] = mean(f_err, atom_weight, K.HAS_FORCES)
     if K.STRESS in out:
-        s_err = (out[K.STRESS] - data[K.REF_STRESS]).pow(2).mean((-1, -2))
+        s_err = penalty(out[K.STRESS] - data[K.REF_STRESS], huber_delta).mean((-1, -2))
         terms["stress"] = mean(s_err, weight, K.HAS_STRESS)
     if K.DIPOLE in out and K.REF_DIPOLE in data:
-        d_err = (out[K.DIPOLE] - data[K.REF_DIPOLE]).pow(2).mean(-1)
+        d_err = penalty(out[K.DIPOLE] - data[K.REF_DIPOLE], huber_delta).mean(-1)
         terms["dipole"] = mean(d_err, weight, K.HAS_DIPOLE)
     if K.POLARIZABILITY in out and K.REF_POLARIZABILITY in data:
-        p_err = (out[K.POLARIZABILITY] - data[K.REF_POLARIZABILITY]).pow(2).mean((-1, -2))
+        p_err = penalty(out[K.POLARIZABILITY] - data[K.REF_POLARIZABILITY], huber_delta)
+        p_err = p_err.mean((-1, -2))
         terms["polarizability"] = mean(p_err, weight, K.HAS_POLARIZABILITY)
     if K.CHARGES in out and K.REF_CHARGES in data:
-        q_err = (out[K.CHARGES] - data[K.REF_CHARGES]).pow(2)
+        q_err = penalty(out[K.CHARGES] - data[K.REF_CHARGES], huber_delta)
         terms["charges"] = mean(q_err, atom_weight, K.HAS_CHARGES)
     return terms
 

@@ -22,6 +22,7 @@ def plot_learning_curve(metrics_csv: str | Path, png: str | Path) -> Path:
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("loss")
     axes[0].legend()
+    plotted = False
     for key, label in (
         ("val_energy_mae_per_atom", "energy MAE (meV/atom)"),
         ("val_force_mae", "force MAE (meV/Å)"),
@@ -34,9 +35,13 @@ def plot_learning_curve(metrics_csv: str | Path, png: str | Path) -> Path:
             axes[1].semilogy(
                 epochs, [1000 * float(v) if v else float("nan") for v in values], label=label
             )
+            plotted = True
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("validation error")
-    axes[1].legend()
+    if plotted:
+        axes[1].legend()
+    else:
+        axes[1].text(0.5, 0.5, "no validation split", ha="center", transform=axes[1].transAxes)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)

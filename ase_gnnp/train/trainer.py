@@ -25,18 +25,17 @@ from ase_gnnp.checkpoint import atomic_save, load_model, read_torch_file, save_m
 from ase_gnnp.data import (
     config_types,
     labelled_graph,
-    read_structures,
-    select_frames,
     split_indices,
 )
 from ase_gnnp.evaluate import ErrorAccumulator, evaluate_graphs, forward_options
 from ase_gnnp.model import GNNPModel
 from ase_gnnp.train import distributed
-from ase_gnnp.train.config import TrainConfig
+from ase_gnnp.train.config import TrainConfig, read_frames
 from ase_gnnp.train.ema import EMA
 from ase_gnnp.train.freeze import freeze
 from ase_gnnp.train.loss import check_normalization, grouped, loss_terms, total_loss
 from ase_gnnp.train.plots import plot_learning_curve
+from ase_gnnp.train.stages import FinalStage
 from ase_gnnp.train.statistics import fit_statistics
 from ase_gnnp.train.weighting import (
     RepeatSampler,
@@ -171,6 +170,8 @@ class Trainer:
             "charges": config.charges_weight,
             "relative_energy": config.relative_energy_weight,
         }
+        self.final_stage = FinalStage(config)
+        self.in_final_stage = False
         self.trainable = freeze(self.model, config.freeze)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
@@ -188,6 +189,7 @@ class Trainer:
         self.best = math.inf
         self.since_best = 0
         self.elapsed = 0.0
+        self.huber_delta = config.huber_delta if config.loss == "huber" else None
         if resume:
             self._restore(state)
         else:
@@ -227,23 +229,15 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def _load_data(self) -> None:
         cfg = self.config
-        require = [
-            n for n, k in (("energy", cfg.energy_key), ("forces", cfg.forces_key)) if k != ""
-        ]
-        paths = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
-        frames = self._select(
-            [a for path in paths for a in read_structures(path, cfg.keys, require)],
-            " + ".join(map(str, paths)),
-        )
+        frames = read_frames(cfg)
         if cfg.val_data:
-            val_frames = self._select(read_structures(cfg.val_data, cfg.keys, require),
-                                      cfg.val_data)  # fmt: skip
+            val_frames = read_frames(cfg, cfg.val_data)
             train_frames = frames
         else:
             train_idx, val_idx = split_indices(config_types(frames), cfg.val_fraction, cfg.seed)
             train_frames = [frames[i] for i in train_idx]
             val_frames = [frames[i] for i in val_idx]
-        if not train_frames or not val_frames:
+        if not train_frames or not (val_frames or (cfg.val_fraction == 0 and not cfg.val_data)):
             raise ValueError(
                 f"need at least one training and one validation structure, got "
                 f"{len(train_frames)} and {len(val_frames)} from {cfg.data}"
@@ -330,9 +324,6 @@ class Trainer:
             batches += [[idx[p] for p in perm[k : k + bs]] for k in range(0, len(idx), bs)]
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
-    def _select(self, frames: list, source: str) -> list:
-        return select_frames(frames, self.config.config_types, self.config.elements, source)
-
     def _sampler(self, generator: torch.Generator) -> dict:
         """DataLoader arguments that order one epoch: a shuffle, or (element weight scope
         ``"sampling"``) ``len(train_graphs)`` draws with replacement, with probabilities
@@ -382,6 +373,7 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "in_final_stage": self.in_final_stage,
         }
 
     def _restore(self, state: dict) -> None:
@@ -396,6 +388,8 @@ class Trainer:
         self.since_best = state["since_best"]
         self.elapsed = state["elapsed"]
         self.stats = state["stats"]
+        if state.get("in_final_stage"):
+            self._enter_final_stage(restart_average=False)
 
     # ------------------------------------------------------------------ loop
     def train_epoch(self) -> float:
@@ -418,8 +412,7 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress)
         t_start = time.perf_counter()
         for step, data in enumerate(bar):
-            if self.config.scheduler in ("cosine", "stable-decay"):
-                self._set_cosine_lr(step / len(loader), time.perf_counter() - t_start)
+            self._schedule(step / len(loader), time.perf_counter() - t_start)
             self.optimizer.zero_grad(set_to_none=True)
             options = forward_options(self.model, data) | {"stress": self.use_stress}
             out = self.model(data, create_graph=True, **options)
@@ -452,7 +445,7 @@ class Trainer:
                 share = self.loss_denominators[mine].sum(0) / denominators.clamp_min(1e-300)
                 options = forward_options(self.model, data) | {"stress": self.use_stress}
                 out = self.model(data, create_graph=True, **options)
-                terms = loss_terms(out, data, self.config.loss_normalization)
+                terms = loss_terms(out, data, self.config.loss_normalization, self.huber_delta)
                 loss = sum(
                     self.weights[name] * value * float(share[LOSS_TERMS.index(name)])
                     for name, value in terms.items()
@@ -462,8 +455,7 @@ class Trainer:
             # rank 0's clock drives a time-budgeted schedule on every rank
             seconds = time.perf_counter() - t_start if self.is_main else 0.0
             loss_value, seconds = distributed.allreduce_gradients(parameters, [loss_value, seconds])
-            if self.config.scheduler in ("cosine", "stable-decay"):
-                self._set_cosine_lr(step / len(loader), seconds)
+            self._schedule(step / len(loader), seconds)
             if self.config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
@@ -481,6 +473,29 @@ class Trainer:
             done = max(done, (self.elapsed + seconds) / (60.0 * cfg.max_minutes))
         return min(done, 1.0)
 
+    def _schedule(self, epoch_fraction: float, seconds: float) -> None:
+        """Before a step: enter the final stage when due, and set a scheduled LR."""
+        done = self.progress_fraction(epoch_fraction, seconds)
+        if not self.in_final_stage and self.final_stage.due(done):
+            self._enter_final_stage()
+        if self.in_final_stage and self.config.final_lr is not None:
+            return
+        if self.config.scheduler in ("cosine", "stable-decay"):
+            self._set_cosine_lr(epoch_fraction, seconds)
+
+    def _enter_final_stage(self, restart_average: bool = True) -> None:
+        """Final loss weights and LR; model selection starts afresh, and with
+        ``final_average="uniform"`` the average restarts from the current weights."""
+        self.in_final_stage = True
+        self.weights = self.final_stage.weights(self.weights)
+        if self.config.final_lr is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.final_lr
+        if restart_average:
+            self.best, self.since_best = math.inf, 0
+            if self.config.final_average == "uniform":
+                self.ema.restart_uniform()
+
     def _set_cosine_lr(self, epoch_fraction: float, seconds: float) -> None:
         cfg = self.config
         done = self.progress_fraction(epoch_fraction, seconds)
@@ -492,7 +507,8 @@ class Trainer:
             group["lr"] = lr
 
     def _loss(self, out: dict, data: Batch) -> torch.Tensor:
-        return total_loss(loss_terms(out, data, self.config.loss_normalization), self.weights)
+        terms = loss_terms(out, data, self.config.loss_normalization, self.huber_delta)
+        return total_loss(terms, self.weights)
 
     def validate(self) -> tuple[float, dict]:
         """Loss and error metrics of the EMA model on the validation set (one pass).
@@ -502,6 +518,8 @@ class Trainer:
         errors and batch losses, reduced in batch order: every rank gets the same loss
         and metrics, so early stopping, the LR plateau and the best model agree.
         """
+        if not self.val_graphs:  # val_fraction=0: the last epoch's model is the result
+            return math.nan, {}
         if self.world_size > 1:
             return self._validate_distributed()
         bs = self.config.batch_size
@@ -577,9 +595,12 @@ class Trainer:
                 self.elapsed += time.perf_counter() - t0
                 if self.world_size > 1:
                     self._synchronise()
-                if self.scheduler is not None:
+                if self.scheduler is not None and not (
+                    self.in_final_stage and cfg.final_lr is not None
+                ):
                     self.scheduler.step(val_loss)
-                improved = val_loss < self.best
+                # without validation every epoch's model replaces the last one
+                improved = not self.val_graphs or val_loss < self.best
                 if improved:
                     self.best, self.since_best = val_loss, 0
                     if self.is_main:

@@ -1,0 +1,203 @@
+"""Cross-validation over whole structures and the default training recipe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.io import read
+from conftest import TINY_MODEL
+
+from ase_gnnp.cli import main
+from ase_gnnp.train import TrainConfig
+from ase_gnnp.train.recipe import DEFAULT_MINUTES, describe, recipe, summarize_data
+from ase_gnnp.workflows.cv import cross_validate, fold_indices, summarize
+
+
+def test_folds_hold_every_structure_once_and_every_group_in_its_share():
+    groups = ["a"] * 10 + ["b"] * 7 + ["c"] * 2
+    folds = fold_indices(groups, 3, seed=4)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(groups)))
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    for name, size in (("a", 10), ("b", 7)):
+        counts = [sum(groups[i] == name for i in f) for f in folds]
+        assert max(counts) - min(counts) <= 1 and sum(counts) == size
+    assert [f.tolist() for f in fold_indices(groups, 3, seed=4)] == [f.tolist() for f in folds]
+    assert [f.tolist() for f in fold_indices(groups, 3, seed=5)] != [f.tolist() for f in folds]
+    with pytest.raises(ValueError, match="folds must be an integer in \\[2, number"):
+        fold_indices(groups, 1, seed=0)
+    with pytest.raises(ValueError, match="folds must be"):
+        fold_indices(groups[:3], 4, seed=0)
+
+
+def test_summary_is_mean_and_sample_std_over_runs():
+    runs = [
+        {"test": {"force_mae": 0.1, "per_config_type": {"x": {"force_mae": 0.2}}}, "epochs": 4},
+        {"test": {"force_mae": 0.3, "per_config_type": {"x": {"force_mae": 0.4}}}, "epochs": 6},
+    ]
+    s = summarize(runs)
+    assert s["force_mae"]["mean"] == pytest.approx(0.2)
+    assert s["force_mae"]["std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert s["per_config_type"]["x"]["force_mae"]["mean"] == pytest.approx(0.3)
+    assert s["epochs"]["mean"] == 5 and "energy_mae_per_atom" not in s
+
+
+def test_cross_validation_trains_each_fold_and_reuses_finished_runs(tiny_dataset, tmp_path):
+    frames = read(tiny_dataset, ":")
+    base = TrainConfig(
+        epochs=1, batch_size=4, threads=1, val_fraction=0.0, scheduler="cosine", model=TINY_MODEL
+    )
+    candidates = {"plain": {}, "wide": {"model": {"channels": 6}, "lr": 1e-3}}
+    report = cross_validate(
+        base, frames, candidates, tmp_path / "study", folds=2, seeds=[0, 1], progress=False
+    )
+    assert report["fold_sizes"] == [8, 8] and len(report["runs"]) == 8
+    wide = report["candidates"]["wide"]
+    assert wide["n_runs"] == 4 and wide["options"] == {"lr": 1e-3, "model_channels": 6}
+    for run in report["runs"]:
+        assert run["n_train"] == 8 and run["n_test"] == 8
+        assert run["test"]["n_structures"] == 8
+    saved = json.loads((tmp_path / "study" / "cv.json").read_text())
+    assert saved["candidates"]["plain"]["force_mae"] == report["candidates"]["plain"]["force_mae"]
+    # a repeated call reuses every run; other options for a run's folder are refused
+    marker = tmp_path / "study" / "plain" / "fold0_seed0" / "cv_result.json"
+    before = marker.stat().st_mtime_ns
+    again = cross_validate(
+        base, frames, candidates, tmp_path / "study", folds=2, seeds=[0, 1], progress=False
+    )
+    assert marker.stat().st_mtime_ns == before
+    assert again["candidates"]["plain"] == report["candidates"]["plain"]
+    marker.unlink()
+    with pytest.raises(ValueError, match="other training options"):
+        cross_validate(
+            base.updated(lr=0.1),
+            frames,
+            {"plain": {}},
+            tmp_path / "study",
+            folds=2,
+            seeds=[0],
+            progress=False,
+        )
+
+
+def test_calibrated_budget_turns_minutes_into_epochs(tiny_dataset, tmp_path):
+    frames = read(tiny_dataset, ":")
+    base = TrainConfig(
+        batch_size=4,
+        threads=1,
+        val_fraction=0.0,
+        scheduler="cosine",
+        max_minutes=0.05,
+        model=TINY_MODEL,
+    )
+    report = cross_validate(
+        base,
+        frames,
+        {"plain": {}},
+        tmp_path / "s",
+        folds=2,
+        seeds=[0],
+        calibrate_threads=1,
+        progress=False,
+    )
+    calibration = json.loads((tmp_path / "s" / "plain" / "calibration.json").read_text())
+    expected = max(1, int(3.0 / calibration["seconds_per_epoch"]))
+    assert calibration["epochs"] == expected
+    assert {r["epochs"] for r in report["runs"]} == {expected}
+    with pytest.raises(ValueError, match="set max_minutes"):
+        cross_validate(
+            base.updated(max_minutes=0.0),
+            frames,
+            {"p": {}},
+            tmp_path / "t",
+            folds=2,
+            calibrate_threads=1,
+            progress=False,
+        )
+
+
+def test_recipe_depends_on_the_labels_and_budget_only(tiny_dataset):
+    frames = read(tiny_dataset, ":")
+    summary = summarize_data(frames)
+    assert summary.n_structures == 16 and summary.elements == ("Ge", "Si")
+    assert summary.labels == ("energy", "forces", "stress") and summary.periodic == 1.0
+    options = recipe(summary, 7.0)
+    assert options["max_minutes"] == 7.0 and options["stress_weight"] > 0
+    for a in frames:
+        a.calc.results.pop("stress")
+    unstressed = summarize_data(frames)
+    assert "stress" not in unstressed.labels
+    assert recipe(unstressed)["stress_weight"] == 0.0
+    assert recipe(unstressed)["max_minutes"] == DEFAULT_MINUTES
+    text = describe(TrainConfig.from_dict(recipe(unstressed)), unstressed)
+    assert "no stress" in text and "16 structures" in text and "20 minutes" in text
+    with pytest.raises(ValueError, match="budget in minutes"):
+        recipe(summary, 0.0)
+
+
+def test_plain_train_command_trains_the_recipe_and_says_so(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--max-minutes",
+            "1",
+            "--channels",
+            "4",
+            "--lmax",
+            "1",
+            "--last-lmax",
+            "1",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "training recipe:" in printed and "budget: 1 minutes" in printed
+    saved = TrainConfig.from_yaml(out / "config.yaml", saved=True)
+    expected = recipe(summarize_data(read(tiny_dataset, ":")), 1.0)
+    assert saved.scheduler == expected["scheduler"] and saved.lr == expected["lr"]
+    assert saved.model.correlation == expected["model"]["correlation"]
+    assert saved.model.channels == 4  # a flag overrides the recipe
+
+
+def test_cv_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):
+    candidates = tmp_path / "c.yaml"
+    candidates.write_text("a: {}\nb: {lr: 0.001}\n")
+    code = main(
+        [
+            "cv",
+            "--data",
+            str(tiny_dataset),
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--channels",
+            "4",
+            "--lmax",
+            "1",
+            "--last-lmax",
+            "1",
+            "--correlation",
+            "1",
+            "--candidates",
+            str(candidates),
+            "--study",
+            str(tmp_path / "cv"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "cv" / "cv.png").is_file()
+    assert set(report["candidates"]) == {"a", "b"} and report["folds"] == 2
+    assert report["candidates"]["b"]["options"] == {"lr": 0.001}
+    assert report["candidates"]["a"]["force_mae"]["std"] >= 0.0
