@@ -128,7 +128,8 @@ class GNNPModel(nn.Module):
             )
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("shift", torch.tensor(0.0))
-        self.register_buffer("atomic_reference", torch.zeros(MAX_Z + 1))
+        # float64 whatever the model's dtype (see site_energies and _apply)
+        self.register_buffer("atomic_reference", torch.zeros(MAX_Z + 1, dtype=torch.float64))
         # which elements had their reference energy fitted (seen in training)
         self.register_buffer("fitted_elements", torch.zeros(MAX_Z + 1, dtype=torch.bool))
         #: uncertainty statistics (ase_gnnp.uq.UQStatistics), kept in checkpoints beside
@@ -222,7 +223,11 @@ class GNNPModel(nn.Module):
     def _apply(self, fn, *args, **kwargs):
         # .to(), .double(), .cuda() ... make new tensors: a compiled twin would keep the old
         self._compiled = _CompiledCache()
-        return super()._apply(fn, *args, **kwargs)
+        reference = self.atomic_reference
+        out = super()._apply(fn, *args, **kwargs)
+        # the reference energies stay float64 (a float32 copy would round them): only moved
+        self.atomic_reference = reference.to(device=self.scale.device, dtype=torch.float64)
+        return out
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         self._compiled = _CompiledCache()
@@ -290,9 +295,18 @@ class GNNPModel(nn.Module):
                     h = layer(h, edge_sh, edge_radial, edge_index, self.edge_chunk)
             eps = self.readout(h).squeeze(-1)
         latent = h.to(self.dtype)
-        eps = eps.to(self.dtype)
-        energies = self.scale * eps + self.shift + self.atomic_reference[numbers]
-        return energies, latent, lengths
+        return self.site_energies(eps.to(self.dtype), numbers), latent, lengths
+
+    def site_energies(self, eps: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        """``s · ε + μ + E0(Z)`` per atom (N,), in float64 whatever the model's dtype.
+
+        The network's part ``s · ε + μ`` (tenths of an eV) runs in the model's dtype; the
+        reference energies (float64) and the sums over atoms do not: a 27-atom molecule of
+        -1.8e4 eV has a float32 resolution of 2 meV in its total energy, as large as the
+        errors a good potential makes, whereas float64 keeps it to 1e-11 eV.
+        """
+        network = (self.scale * eps + self.shift).to(torch.float64)
+        return network + self.atomic_reference[numbers]
 
     def forward(
         self,
@@ -331,7 +345,8 @@ class GNNPModel(nn.Module):
         dict
             ``energy`` (B,), ``energies`` (N,), ``latent`` (N, C), ``charges`` (N,) with
             long range; ``forces``, ``stress``, ``virial``, ``dipole``, ``polarizability``,
-            ``born_effective_charges`` when asked.
+            ``born_effective_charges`` when asked. ``energy`` and ``energies`` are float64
+            (:meth:`site_energies`), the rest in the model's dtype.
 
         Notes
         -----

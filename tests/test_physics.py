@@ -388,3 +388,24 @@ def test_correlation_must_be_a_small_positive_integer():
     for bad in (0, 5, 2.0):
         with pytest.raises(ValueError, match="correlation"):
             replace(SMALL_CONFIG, correlation=bad)
+
+
+def test_float32_model_keeps_large_total_energies_to_float64_precision():
+    """Reference energies and sums over atoms are float64: a molecule of -2.8e4 eV keeps
+    sub-meV energy differences in a float32 model (float32 alone resolves ~2 meV)."""
+    torch.manual_seed(0)
+    model = GNNPModel(SMALL_CONFIG)
+    with torch.no_grad():
+        model.atomic_reference[SI] = -1029.4889999855063
+        model.fitted_elements[SI] = True
+    assert model.float().atomic_reference.dtype == torch.float64
+    assert model.double().atomic_reference[SI] == -1029.4889999855063
+    twin = GNNPModel(SMALL_CONFIG).float()
+    twin.load_state_dict(model.state_dict())
+    cluster = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 2, 1)  # 32 atoms, a molecule
+    cluster.pbc = False
+    cluster.rattle(0.05, seed=2)
+    e64 = _attach(cluster, GNNPCalculator(model, dtype=torch.float64)).get_potential_energy()
+    e32 = _attach(cluster, GNNPCalculator(twin, dtype=torch.float32)).get_potential_energy()
+    assert abs(e64) > 1e4
+    assert abs(e32 - e64) < 1e-4  # float32 sums would be off by ~1e-3 eV

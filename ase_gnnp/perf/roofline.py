@@ -218,7 +218,7 @@ def profile_model(
 
         def readout():
             eps = model.readout(h).squeeze(-1)
-            return model.scale * eps + model.shift + model.atomic_reference[numbers]
+            return model.site_energies(eps, numbers)
 
         energies = readout()
         add(_stage("readout", readout, device, repeats))
