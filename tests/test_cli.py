@@ -22,7 +22,7 @@ def tiny_model_path(tmp_path):
     torch.manual_seed(0)
     model = GNNPModel(TINY)
     with torch.no_grad():
-        model.atomic_reference[[14, 32]] = torch.tensor([-4.6, -3.8])
+        model.atomic_reference[[14, 32]] = torch.tensor([-4.6, -3.8], dtype=torch.float64)
         model.fitted_elements[[14, 32]] = True
     return save_model(model, tmp_path / "tiny.pt")
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(
 FLAGS = [
     "--epochs", "2", "--batch-size", "3", "--lr", "0.01", "--val-fraction", "0.25",
     "--seed", "3", "--dtype", "float64", "--scheduler", "cosine", "--ema-decay", "0.5",
-    "--config-type-weights", "cluster=3,strained=2", "--no-progress",
+    "--config-type-weights", "cluster=3,strained=2", "--no-progress", "--recipe", "none",
     "--cutoff", "3.5", "--channels", "8", "--lmax", "1", "--num-layers", "2",
     "--num-radial", "6", "--radial-hidden", "16", "--readout-hidden", "8",
 ]  # fmt: skip

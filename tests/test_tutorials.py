@@ -41,6 +41,30 @@ def test_mlearn_benchmark_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not MLEARN_SI.is_file(), reason=f"mlearn data not found at {MLEARN_SI}")
+def test_dft_benchmark_quick(tmp_path):
+    """The plain train command on a held-out fold, scored (MACE needs the peer venv: off)."""
+    out = _run(
+        "tutorials/bench_dft.py",
+        "--quick",
+        "--data",
+        "si",
+        "--threads",
+        "1",
+        "--peers",
+        "--out",
+        str(tmp_path),
+        "--figures",
+        str(tmp_path),
+    )
+    assert "si ase_gnnp 0.1 min, held_out: E" in out and "training recipe" in out
+    report = json.loads((tmp_path / "bench_dft_quick.json").read_text())
+    (run,) = report["runs"]
+    assert run["code"] == "ase_gnnp" and run["held_out"]["n_structures"] == 4
+    assert (tmp_path / "bench_dft_quick.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
 def test_sio2_long_range_quick(tmp_path):
     out = _run("tutorials/sio2_long_range.py", "--quick", "--threads", "1", "--out", str(tmp_path))
     assert "mean learned charge" in out and "hybrid / short-range" in out
