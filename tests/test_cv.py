@@ -94,7 +94,7 @@ def test_calibrated_budget_turns_minutes_into_epochs(tiny_dataset, tmp_path):
     report = cross_validate(
         base,
         frames,
-        {"plain": {}},
+        {"plain": {}, "same_cost": {"lr": 1e-3}},
         tmp_path / "s",
         folds=2,
         seeds=[0],
@@ -105,6 +105,10 @@ def test_calibrated_budget_turns_minutes_into_epochs(tiny_dataset, tmp_path):
     expected = max(1, int(3.0 / calibration["seconds_per_epoch"]))
     assert calibration["epochs"] == expected
     assert {r["epochs"] for r in report["runs"]} == {expected}
+    # a candidate of the same cost shares the measurement: one calibration run only
+    assert not (tmp_path / "s" / "same_cost" / "calibration_run").exists()
+    shared = json.loads((tmp_path / "s" / "same_cost" / "calibration.json").read_text())
+    assert shared == calibration
     with pytest.raises(ValueError, match="set max_minutes"):
         cross_validate(
             base.updated(max_minutes=0.0),

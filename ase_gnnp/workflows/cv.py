@@ -207,6 +207,7 @@ def _calibrated_epochs(
         shared.write_text(json.dumps(table, indent=2))
     per_epoch = table[key]
     epochs = max(1, int(60.0 * minutes / per_epoch))
+    out.mkdir(parents=True, exist_ok=True)
     record.write_text(
         json.dumps(
             {
