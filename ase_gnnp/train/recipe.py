@@ -138,7 +138,7 @@ def describe(config: TrainConfig, summary: DataSummary | None = None) -> str:
         f"model: cutoff {m.cutoff:g} Å, {m.num_layers} layers, {m.channels} channels, "
         f"lmax {m.lmax}, correlation {m.correlation}"
         + (f", last-layer lmax {m.last_lmax}" if m.last_lmax is not None else "")
-        + f", {config.dtype}"
+        + f", {config.dtype} (energies summed in float64)"
     )
     budget = f"{config.max_minutes:g} minutes" if config.max_minutes else "no time limit"
     lines.append(

@@ -485,7 +485,7 @@ class Trainer:
 
     def _enter_final_stage(self, restart_average: bool = True) -> None:
         """Final loss weights and LR; model selection starts afresh, and with
-        ``final_average="uniform"`` the average restarts from the current weights."""
+        ``final_average="uniform"`` the weight average restarts with the next step."""
         self.in_final_stage = True
         self.weights = self.final_stage.weights(self.weights)
         if self.config.final_lr is not None:
