@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 from conftest import final_weights, train_config
@@ -140,3 +141,21 @@ def test_training_without_validation_keeps_the_last_model(tiny_dataset, tmp_path
 def test_recipe_options_are_checked(tiny_dataset, tmp_path, changes, match):
     with pytest.raises(ValueError, match=match):
         train_config(tiny_dataset, tmp_path, **changes)
+
+
+def test_warmup_raises_the_lr_linearly_then_follows_the_cosine(tiny_dataset, tmp_path):
+    config = train_config(
+        tiny_dataset, tmp_path / "w", scheduler="cosine", epochs=10, warmup_fraction=0.2, min_lr=0.0
+    )
+    trainer = Trainer(config, progress=False)
+    lrs = []
+    for epoch in (0.0, 1.0, 2.0, 5.0):
+        trainer.epoch = int(epoch)
+        trainer._set_cosine_lr(0.0, 0.0)
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    assert lrs[0] < 1e-12
+    assert lrs[1] == pytest.approx(0.5 * 5e-3 * 0.5 * (1 + np.cos(np.pi * 0.1)))
+    assert lrs[2] == pytest.approx(5e-3 * 0.5 * (1 + np.cos(np.pi * 0.2)))
+    assert lrs[3] == pytest.approx(0.5 * 5e-3)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        train_config(tiny_dataset, tmp_path, warmup_fraction=1.0)

@@ -131,6 +131,9 @@ class TrainConfig:
         with a small step).
     decay_fraction : float
         Share of the run over which ``"stable-decay"`` anneals.
+    warmup_fraction : float
+        With ``"cosine"`` or ``"stable-decay"``: share of the run at its start over which the
+        LR rises linearly to its scheduled value (0: none).
     patience : int
         Early stopping after this many epochs without validation improvement.
     max_minutes : float
@@ -194,6 +197,7 @@ class TrainConfig:
     grad_clip: float = 10.0
     scheduler: str = "plateau"
     decay_fraction: float = 0.25
+    warmup_fraction: float = 0.0
     lr_patience: int = 5
     lr_factor: float = 0.5
     min_lr: float = 1e-5
@@ -216,6 +220,8 @@ class TrainConfig:
             raise ValueError(
                 f"scheduler must be 'plateau', 'cosine' or 'stable-decay', got {self.scheduler!r}"
             )
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
         if not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction!r}")
         if not isinstance(self.config_type_weights, dict):

@@ -143,7 +143,9 @@ def describe(config: TrainConfig, summary: DataSummary | None = None) -> str:
     budget = f"{config.max_minutes:g} minutes" if config.max_minutes else "no time limit"
     lines.append(
         f"budget: {budget}, at most {config.epochs} epochs; batch {config.batch_size}, AdamW "
-        f"lr {config.lr:g} ({config.scheduler} to {config.min_lr:g}), EMA {config.ema_decay:g}"
+        f"lr {config.lr:g} ({config.scheduler} to {config.min_lr:g}"
+        + (f", {100 * config.warmup_fraction:.0f} % warm-up" if config.warmup_fraction else "")
+        + f"), EMA {config.ema_decay:g}"
     )
     weights = f"energy {config.energy_weight:g} / forces {config.forces_weight:g}"
     weights += f" / stress {config.stress_weight:g}" if config.stress_weight else " / no stress"
