@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -304,7 +305,12 @@ def cross_validate(
             _report_progress(progress, k + 1, len(runs), results[-1], start)
     else:
         context = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=context,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [pool.submit(_run_one, *work(run)) for run in runs]
             for k, future in enumerate(futures):
                 results.append(future.result())
@@ -324,6 +330,19 @@ def cross_validate(
     }
     (out / "cv.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _exit_with_parent(parent: int, interval: float = 2.0) -> None:
+    """Worker initializer: end this process once ``parent`` is gone (a ``kill`` of the
+    ``ase-gnnp cv`` process would otherwise leave its trainings running, still writing to
+    the run folders that a repeated command resumes)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _differences(base: TrainConfig, config: TrainConfig) -> dict:
