@@ -112,7 +112,7 @@ def recipe(summary: DataSummary, minutes: float = DEFAULT_MINUTES) -> dict:
         "patience": 100_000,
         "val_fraction": 0.1,
         "batch_size": 4,
-        "lr": 5e-3,
+        "lr": 2e-2,  # the largest lever of the screens (tutorials/training.rst)
         "min_lr": 1e-5,
         "scheduler": "cosine",
         "energy_weight": 10.0,
