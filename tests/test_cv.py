@@ -214,7 +214,7 @@ def test_cv_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):
 
 
 _ORPHAN_PARENT = """
-import sys, time
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 import os

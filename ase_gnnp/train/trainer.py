@@ -498,14 +498,14 @@ class Trainer:
 
     def _set_cosine_lr(self, epoch_fraction: float, seconds: float) -> None:
         cfg = self.config
-        done = self.progress_fraction(epoch_fraction, seconds)
+        progress = self.progress_fraction(epoch_fraction, seconds)
+        done = progress
         if cfg.scheduler == "stable-decay":
             start = 1.0 - cfg.decay_fraction
-            done = max(0.0, done - start) / cfg.decay_fraction
+            done = max(0.0, progress - start) / cfg.decay_fraction
         lr = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * done))
         if cfg.warmup_fraction > 0:  # linear rise over the first part of the run
-            raw = self.progress_fraction(epoch_fraction, seconds)
-            lr *= min(1.0, (raw + 1e-12) / cfg.warmup_fraction)
+            lr *= min(1.0, (progress + 1e-12) / cfg.warmup_fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
