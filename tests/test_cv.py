@@ -87,6 +87,57 @@ def test_cross_validation_trains_each_fold_and_reuses_finished_runs(tiny_dataset
         )
 
 
+def test_a_study_stopped_early_reports_every_candidate_on_the_same_folds(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    import ase_gnnp.workflows.cv as cv
+
+    frames = read(tiny_dataset, ":")
+    base = TrainConfig(
+        epochs=1, batch_size=4, threads=1, val_fraction=0.0, scheduler="cosine", model=TINY_MODEL
+    )
+    real, calls = cv._run_one, []
+
+    def stop_after_three(*args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(cv, "_run_one", stop_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(
+            base,
+            frames,
+            {"a": {}, "b": {"lr": 1e-3}},
+            tmp_path / "s",
+            folds=2,
+            seeds=[0, 1],
+            progress=False,
+        )
+    assert [(r.seed, r.fold, r.candidate) for r in calls] == [(0, 0, "a"), (0, 0, "b"), (0, 1, "a")]
+    partial = json.loads((tmp_path / "s" / "cv.json").read_text())
+    assert not partial["complete"] and (partial["runs_done"], partial["runs_total"]) == (3, 8)
+    assert partial["candidates"]["a"]["n_runs"] == 2 and partial["candidates"]["b"]["n_runs"] == 1
+    monkeypatch.setattr(cv, "_run_one", real)
+    done = cross_validate(
+        base,
+        frames,
+        {"a": {}, "b": {"lr": 1e-3}},
+        tmp_path / "s",
+        folds=2,
+        seeds=[0, 1],
+        progress=False,
+    )
+    assert done["complete"] and done["runs_done"] == 8
+    # the report lists the runs in the order they were asked, whichever finished first
+    assert [(r["seed"], r["fold"], r["candidate"]) for r in done["runs"][:3]] == [
+        (0, 0, "a"),
+        (0, 0, "b"),
+        (0, 1, "a"),
+    ]
+
+
 def test_calibrated_budget_turns_minutes_into_epochs(tiny_dataset, tmp_path):
     frames = read(tiny_dataset, ":")
     base = TrainConfig(

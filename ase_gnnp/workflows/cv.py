@@ -9,6 +9,9 @@ split (21 structures of mlearn Si) ranks recipes by chance, a whole data set hel
 fold by fold does not. Figures are reported as mean ± standard deviation over the
 (fold, seed) runs.
 
+Runs go seed by seed, fold by fold, every candidate on a fold before the next fold, and
+``out/cv.json`` is rewritten after each run, so a study stopped early still compares its
+candidates on the same folds.
 Runs live in ``out/<candidate>/fold<k>_seed<s>``; a repeated call reuses finished runs,
 resumes killed ones (:func:`ase_gnnp.workflows.runs.train_run`) and refuses runs that
 were asked with other options or structures. Several runs can go in parallel processes
@@ -30,7 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -285,11 +288,13 @@ def cross_validate(
                     f"= {epochs} epochs",
                     flush=True,
                 )
+    # seed, then fold, then candidate: a study stopped early has every candidate on the
+    # same folds, so its partial report compares them fairly
     runs = [
         CVRun(name, k, seed, config.updated(seed=seed))
-        for name, config in configs.items()
         for seed in seeds
         for k in range(folds)
+        for name, config in configs.items()
     ]
 
     def work(run: CVRun) -> tuple:
@@ -297,12 +302,21 @@ def cross_validate(
         train = [frames[i] for k, p in enumerate(parts) if k != run.fold for i in p]
         return run, train, test, out / run.candidate / run.name, threads
 
-    results = []
+    results: list[dict] = []
     start = time.perf_counter()
+
+    def report_now() -> dict:
+        return _report(results, runs, configs, base, folds, seeds, fold_seed, parts, len(frames))
+
+    def record(result: dict) -> None:
+        results.append(result)
+        _report_progress(progress, len(results), len(runs), result, start)
+        # written after every run, so that a study stopped early still has its figures
+        (out / "cv.json").write_text(json.dumps(report_now(), indent=2))
+
     if jobs <= 1:
-        for k, run in enumerate(runs):
-            results.append(_run_one(*work(run)))
-            _report_progress(progress, k + 1, len(runs), results[-1], start)
+        for run in runs:
+            record(_run_one(*work(run)))
     else:
         context = get_context("spawn")
         with ProcessPoolExecutor(
@@ -312,24 +326,42 @@ def cross_validate(
             initargs=(os.getpid(),),
         ) as pool:
             futures = [pool.submit(_run_one, *work(run)) for run in runs]
-            for k, future in enumerate(futures):
-                results.append(future.result())
-                _report_progress(progress, k + 1, len(runs), results[-1], start)
-    report = {
+            for future in as_completed(futures):
+                record(future.result())
+    return report_now()
+
+
+def _report(
+    results: list[dict],
+    runs: list[CVRun],
+    configs: dict[str, TrainConfig],
+    base: TrainConfig,
+    folds: int,
+    seeds: Sequence[int],
+    fold_seed: int,
+    parts: list[np.ndarray],
+    n_structures: int,
+) -> dict:
+    """The study's report over the runs finished so far (``complete`` once all are)."""
+    order = {(r.candidate, r.seed, r.fold): i for i, r in enumerate(runs)}
+    results = sorted(results, key=lambda r: order[(r["candidate"], r["seed"], r["fold"])])
+    return {
         "folds": folds,
         "seeds": list(seeds),
         "fold_seed": fold_seed,
         "fold_sizes": [len(p) for p in parts],
-        "n_structures": len(frames),
+        "n_structures": n_structures,
+        "complete": len(results) == len(runs),
+        "runs_done": len(results),
+        "runs_total": len(runs),
         "runs": results,
         "candidates": {
             name: summarize([r for r in results if r["candidate"] == name])
             | {"options": _differences(base, configs[name])}
             for name in configs
+            if any(r["candidate"] == name for r in results)
         },
     }
-    (out / "cv.json").write_text(json.dumps(report, indent=2))
-    return report
 
 
 def _exit_with_parent(parent: int, interval: float = 2.0) -> None:
