@@ -120,3 +120,24 @@ def test_ratios_and_table():
     assert pairs[0]["peak_rss_delta_ratio"] == pytest.approx(0.25)
     table = bench.format_table(results, pairs)
     assert "FAILED: boom" in table and "3.00x" in table
+
+
+def test_trained_model_row_measures_the_given_checkpoint(small_model, tmp_path):
+    """``--model PATH`` measures that model (here a saved small model), in float32."""
+    from ase_gnnp.checkpoint import save_model
+
+    (tmp_path / "run").mkdir()
+    path = save_model(small_model, tmp_path / "run" / "model.pt")
+    result = bench.run_worker(
+        Path(sys.executable), "model", natoms=64, steps=2, threads=1, model=path
+    )
+    assert "error" not in result, result.get("error")
+    assert result["kind"] == "model" and result["weights"] == f"trained: {path}"
+    assert result["config"] == small_model.config.to_dict() and result["dtype"] == "float32"
+    assert result["atom_steps_per_s"] > 0
+    assert bench.model_label(path) == "run/model.pt"
+    assert bench.model_label("sige-small") == "sige-small"
+    with pytest.raises(ValueError, match="'nowhere.pt' is neither an existing checkpoint"):
+        bench.run_benchmark([], [64], 2, 1, install=False, model="nowhere.pt")
+    with pytest.raises(ValueError, match="only it needs a model path"):
+        worker.measure("model", 64, 2)

@@ -14,6 +14,8 @@ Kinds (all float32, forces and stress every step):
   channels=64, lmax=1, num_layers=2)``, change with ``--gnnp-config JSON``);
 - ``sige-small``: the shipped trained ase_gnnp model (cutoff 3.5 Å, one layer, 32 channels,
   lmax 2, correlation 3);
+- ``model``: a trained ase_gnnp model from ``--model PATH`` (a ``model.pt`` written by
+  ``ase-gnnp train``, or a shipped name), run in float32;
 - ``mace``: a randomly initialised ``mace.modules.ScaleShiftMACE`` as ``mace_run_train``
   builds it by default, with hidden irreps 64x0e+64x1o, max_ell 3, correlation 3,
   r_max 5 Å, 2 interactions, 8 Bessel functions, in ``mace.calculators.MACECalculator``;
@@ -35,7 +37,9 @@ import os
 import sys
 import time
 
-KINDS = ("gnnp", "gnnp-mlearn", "sige-small", "mace", "chgnet")
+KINDS = ("gnnp", "gnnp-mlearn", "sige-small", "model", "mace", "chgnet")
+#: the kinds that run ase_gnnp (with the project's own Python)
+OWN_KINDS = ("gnnp", "gnnp-mlearn", "sige-small", "model")
 RESULT_PREFIX = "BENCH_RESULT "
 #: default architecture of the ``gnnp`` kind, comparable in size to the MACE row
 GNNP_DEFAULT = {"cutoff": 5.0, "channels": 64, "lmax": 1, "num_layers": 2}
@@ -164,15 +168,19 @@ def build_gnnp(gnnp_config: dict | None) -> tuple:
 
 
 def build_sige_small() -> tuple:
+    return build_trained("sige-small", "shipped sige-small (trained on SiGe Tersoff data)")
+
+
+def build_trained(name_or_path: str, weights: str | None = None) -> tuple:
     import torch
 
     import ase_gnnp
     from ase_gnnp import GNNPCalculator, load_model
 
-    model = load_model("sige-small")
+    model = load_model(name_or_path)
     info = {
         "package": f"ase_gnnp {ase_gnnp.__version__}",
-        "weights": "shipped sige-small (trained on SiGe Tersoff data)",
+        "weights": weights or f"trained: {name_or_path}",
         "config": model.config.to_dict(),
         "cutoff_A": model.config.cutoff,
         "n_params": n_parameters(model),
@@ -260,8 +268,11 @@ def measure(
     threads: int = 1,
     seed: int = 0,
     gnnp_config: dict | None = None,
+    model: str | None = None,
 ) -> dict:
-    """Build model ``kind``, run the NVE protocol with ``steps`` timed steps, return a dict."""
+    """Build model ``kind``, run the NVE protocol with ``steps`` timed steps, return a dict.
+
+    ``model`` (a checkpoint path or shipped name) is the trained model of kind ``model``."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {list(KINDS)}")
     if not isinstance(natoms, int) or natoms < 1:
@@ -272,6 +283,8 @@ def measure(
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     if gnnp_config and kind != "gnnp":
         raise ValueError(f"gnnp_config applies to kind 'gnnp' only, got kind {kind!r}")
+    if (kind == "model") != (model is not None):
+        raise ValueError(f"kind 'model' and only it needs a model path, got kind {kind!r}")
     diamond_supercell(natoms)  # check the size before loading anything heavy
     import torch
 
@@ -283,6 +296,8 @@ def measure(
         calc, info = build_gnnp(GNNP_MLEARN)
     elif kind == "sige-small":
         calc, info = build_sige_small()
+    elif kind == "model":
+        calc, info = build_trained(model)
     elif kind == "mace":
         calc, info = build_mace()
     else:
@@ -292,7 +307,7 @@ def measure(
 
     before = memory_status()["VmRSS"]
     hwm_reset = reset_peak_rss()
-    if kind in ("gnnp", "gnnp-mlearn", "sige-small"):
+    if kind in OWN_KINDS:
         from ase_gnnp.md import md_throughput
 
         md = md_throughput(calc, natoms, steps=steps + 1, seed=seed)
@@ -349,12 +364,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--gnnp-config", type=json.loads, default=None, help="ModelConfig overrides (JSON)"
     )
+    parser.add_argument("--model", default=None, help="trained model of kind 'model'")
     args = parser.parse_args(argv)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(args.threads)  # before torch is imported
     try:
         result = measure(
-            args.kind, args.natoms, args.steps, args.threads, args.seed, args.gnnp_config
+            args.kind,
+            args.natoms,
+            args.steps,
+            args.threads,
+            args.seed,
+            args.gnnp_config,
+            args.model,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -8,6 +8,8 @@ too):
 - ``ase_gnnp sige-small``: the shipped trained model (cutoff 3.5 Å, one layer, 32 channels,
   lmax 2, correlation 3; the README's rows were measured with its earlier 4 Å two-layer
   version);
+- ``ase_gnnp <model>`` (with ``--model PATH``): a model you trained, for example the
+  ``run/model.pt`` of ``ase-gnnp train --data Si_train.extxyz``, in float32;
 - ``MACE 64x0e+64x1o``: a randomly initialised ScaleShiftMACE (hidden irreps 64x0e+64x1o,
   max_ell 3, correlation 3, r_max 5 Å, 2 interactions, 8 Bessel functions) in mace-torch's
   ``MACECalculator``;
@@ -33,6 +35,7 @@ printed as a table and written to ``--out``/bench_peers.json and bench_peers.png
     python tutorials/bench_peers.py                       # 512 and 4,096 atoms, 10 steps
     python tutorials/bench_peers.py --threads 1 --sizes 64 512 --steps 20
     python tutorials/bench_peers.py --peers mace          # MACE only (no CHGNet)
+    python tutorials/bench_peers.py --peers mace --model run/model.pt  # + a trained model
     python tutorials/bench_peers.py --peers               # ase_gnnp rows only, no venv
     python tutorials/bench_peers.py --quick --out /tmp/q  # smoke test: 64 atoms, 2 steps
     python tutorials/bench_peers.py --skip-install --venv /path/to/existing/venv
@@ -58,8 +61,8 @@ RESULT_PREFIX = "BENCH_RESULT "  # as in _peer_worker.py
 
 #: peer name -> (module to import, pip requirement)
 PEERS = {"mace": ("mace", "mace-torch"), "chgnet": ("chgnet", "chgnet")}
-#: row kinds run with the project's own Python
-OWN_KINDS = ("gnnp", "gnnp-mlearn", "sige-small")
+#: row kinds run with the project's own Python (``model`` only with ``--model``)
+OWN_KINDS = ("gnnp", "gnnp-mlearn", "sige-small", "model")
 LABELS = {
     "gnnp": "ase_gnnp 64ch L1",
     "gnnp-mlearn": "ase_gnnp mlearn-F",
@@ -234,12 +237,17 @@ def run_worker(
     gnnp_config: dict | None = None,
     timeout: float = 3600.0,
     tune_malloc: bool = True,
+    model: str | Path | None = None,
 ) -> dict:
-    """One measurement in a fresh process; the worker's result dict, or ``{"error": ...}``."""
+    """One measurement in a fresh process; the worker's result dict, or ``{"error": ...}``.
+
+    ``model`` is the trained model (path or shipped name) of kind ``"model"``."""
     command = [str(python), str(WORKER), kind, "--natoms", str(natoms), "--steps", str(steps)]
     command += ["--threads", str(threads)]
     if gnnp_config and kind == "gnnp":
         command += ["--gnnp-config", json.dumps(gnnp_config)]
+    if kind == "model":
+        command += ["--model", str(Path(model).absolute()) if Path(model).exists() else model]
     own = kind in OWN_KINDS
     env = _clean_env(threads, extra_path=ROOT if own else None)
     if tune_malloc:
@@ -255,6 +263,12 @@ def run_worker(
         tail = (done.stderr.strip() or done.stdout.strip())[-1500:]
         return {"kind": kind, "natoms": natoms, "error": f"exit {done.returncode}: {tail}"}
     return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+def model_label(model: str | Path) -> str:
+    """Short row label of a trained model: its run folder and file (``run/model.pt``)."""
+    path = Path(model)
+    return "/".join(path.parts[-2:]) if path.suffix == ".pt" else str(model)
 
 
 def ratios(results: list[dict], peers: list[str]) -> list[dict]:
@@ -365,9 +379,16 @@ def run_benchmark(
     torch_spec: str = DEFAULT_TORCH,
     timeout: float = 3600.0,
     tune_malloc: bool = True,
+    model: str | Path | None = None,
 ) -> dict:
-    """Measure every row at every size; return the report (see the module docstring)."""
+    """Measure every row at every size; return the report (see the module docstring).
+
+    ``model`` (a checkpoint path or shipped name) adds a row for that trained model."""
     check_options(peers, sizes, steps, threads)
+    if model is not None:
+        from ase_gnnp.checkpoint import resolve_model_path
+
+        resolve_model_path(model)  # a clear error before anything is measured
     peer_python = ensure_peer_venv(venv, peers, install, torch_spec) if peers else None
     load_start = os.getloadavg()
     if load_start[0] > 0.5:
@@ -376,15 +397,19 @@ def run_benchmark(
             "are running, timings will be biased",
             flush=True,
         )
-    jobs = [(kind, n) for n in sizes for kind in (*OWN_KINDS, *peers)]
+    own = [k for k in OWN_KINDS if k != "model" or model is not None]
+    jobs = [(kind, n) for n in sizes for kind in (*own, *peers)]
     results = []
-    labels = {**LABELS, "gnnp": "ase_gnnp (custom)"} if gnnp_config else LABELS
+    labels = {**LABELS, "gnnp": "ase_gnnp (custom)"} if gnnp_config else dict(LABELS)
+    if model is not None:
+        labels["model"] = f"ase_gnnp {model_label(model)}"
     for k, (kind, natoms) in enumerate(jobs, 1):
         python = Path(sys.executable) if kind in OWN_KINDS else peer_python
         print(f"[{k}/{len(jobs)}] {labels[kind]}, {natoms} atoms, {steps} steps ...", flush=True)
         t0 = time.perf_counter()
-        result = run_worker(python, kind, natoms, steps, threads, gnnp_config, timeout,
-                            tune_malloc)  # fmt: skip
+        result = run_worker(
+            python, kind, natoms, steps, threads, gnnp_config, timeout, tune_malloc, model
+        )
         result["label"] = labels[kind]
         took = time.perf_counter() - t0
         if "error" in result:
@@ -463,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON overrides of the random ase_gnnp row's ModelConfig, e.g. '{\"correlation\": 3}'",
     )
     parser.add_argument(
+        "--model",
+        default=None,
+        help="also measure this trained model (a model.pt of ase-gnnp train, or a shipped name)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=3600.0, help="seconds per measurement (default 3600)"
     )
     parser.add_argument(
@@ -497,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             args.torch,
             args.timeout,
             not args.system_malloc,
+            args.model,
         )
     except (ValueError, RuntimeError) as error:
         parser.exit(2, f"error: {error}\n")
