@@ -104,31 +104,21 @@ def test_a_study_stopped_early_reports_every_candidate_on_the_same_folds(
         calls.append(args[0])
         return real(*args)
 
+    def study() -> dict:
+        candidates = {"a": {}, "b": {"lr": 1e-3}}
+        return cross_validate(
+            base, frames, candidates, tmp_path / "s", folds=2, seeds=[0, 1], progress=False
+        )
+
     monkeypatch.setattr(cv, "_run_one", stop_after_three)
     with pytest.raises(KeyboardInterrupt):
-        cross_validate(
-            base,
-            frames,
-            {"a": {}, "b": {"lr": 1e-3}},
-            tmp_path / "s",
-            folds=2,
-            seeds=[0, 1],
-            progress=False,
-        )
+        study()
     assert [(r.seed, r.fold, r.candidate) for r in calls] == [(0, 0, "a"), (0, 0, "b"), (0, 1, "a")]
     partial = json.loads((tmp_path / "s" / "cv.json").read_text())
     assert not partial["complete"] and (partial["runs_done"], partial["runs_total"]) == (3, 8)
     assert partial["candidates"]["a"]["n_runs"] == 2 and partial["candidates"]["b"]["n_runs"] == 1
     monkeypatch.setattr(cv, "_run_one", real)
-    done = cross_validate(
-        base,
-        frames,
-        {"a": {}, "b": {"lr": 1e-3}},
-        tmp_path / "s",
-        folds=2,
-        seeds=[0, 1],
-        progress=False,
-    )
+    done = study()
     assert done["complete"] and done["runs_done"] == 8
     # the report lists the runs in the order they were asked, whichever finished first
     assert [(r["seed"], r["fold"], r["candidate"]) for r in done["runs"][:3]] == [
