@@ -310,23 +310,24 @@ def machine_info() -> dict:
 
 # ------------------------------------------------------------------ report
 def format_table(results: list[dict], pairs: list[dict]) -> str:
-    head = f"{'model':<22}{'atoms':>7}{'cutoff':>8}{'params':>9}{'atom-steps/s':>14}"
+    w = max([22] + [len(r["label"]) + 2 for r in results])  # label column
+    head = f"{'model':<{w}}{'atoms':>7}{'cutoff':>8}{'params':>9}{'atom-steps/s':>14}"
     head += f"{'ms/step':>10}{'peak MB':>10}{'+MB in MD':>11}"
     lines = [head, "-" * len(head)]
     computes = {}
     for r in results:
         label = r["label"]
         if "error" in r:
-            lines.append(f"{label:<22}{r['natoms']:>7}  FAILED: {r['error'].splitlines()[-1]}")
+            lines.append(f"{label:<{w}}{r['natoms']:>7}  FAILED: {r['error'].splitlines()[-1]}")
             continue
         computes[label] = r["computes"]
         lines.append(
-            f"{label:<22}{r['natoms']:>7}{r['cutoff_A']:>6.1f} Å{r['n_params']:>9}"
+            f"{label:<{w}}{r['natoms']:>7}{r['cutoff_A']:>6.1f} Å{r['n_params']:>9}"
             f"{r['atom_steps_per_s']:>14.1f}{1000 * r['s_per_step']:>10.1f}"
             f"{r['peak_rss_mb']:>10.0f}{r['peak_rss_delta_mb']:>11.0f}"
         )
     lines += ["", "computed every step:"]
-    lines += [f"  {label:<22}{what}" for label, what in computes.items()]
+    lines += [f"  {label:<{w}}{what}" for label, what in computes.items()]
     if pairs:
         lines += ["", "ratios (same run):"]
         for p in pairs:
