@@ -44,6 +44,7 @@ printed as a table and written to ``--out``/bench_peers.json and bench_peers.png
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -57,12 +58,23 @@ WORKER = Path(__file__).resolve().with_name("_peer_worker.py")
 DEFAULT_VENV = ROOT.parent / ".venv-peers"
 DEFAULT_OUT = ROOT / "tutorials" / "figures"
 DEFAULT_TORCH = "torch==2.13.0"
-RESULT_PREFIX = "BENCH_RESULT "  # as in _peer_worker.py
+
+
+def _load_worker():
+    """The worker module (standard library only at import), for the constants it owns."""
+    spec = importlib.util.spec_from_file_location("_peer_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_WORKER = _load_worker()
+RESULT_PREFIX = _WORKER.RESULT_PREFIX
 
 #: peer name -> (module to import, pip requirement)
 PEERS = {"mace": ("mace", "mace-torch"), "chgnet": ("chgnet", "chgnet")}
 #: row kinds run with the project's own Python (``model`` only with ``--model``)
-OWN_KINDS = ("gnnp", "gnnp-mlearn", "sige-small", "model")
+OWN_KINDS = _WORKER.OWN_KINDS
 LABELS = {
     "gnnp": "ase_gnnp 64ch L1",
     "gnnp-mlearn": "ase_gnnp mlearn-F",
