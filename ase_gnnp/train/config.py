@@ -134,6 +134,15 @@ class TrainConfig:
     warmup_fraction : float
         With ``"cosine"`` or ``"stable-decay"``: share of the run at its start over which the
         LR rises linearly to its scheduled value (0: none).
+    divergence_factor : float
+        An epoch whose mean training loss is not finite or exceeds this multiple of the
+        lowest epoch loss of its stage is undone (weights, averages, optimizer back to the
+        previous epoch) and trained again with half the learning rate, see
+        :class:`ase_gnnp.train.guard.DivergenceGuard` (0: off). Stable runs never come
+        near it (at most 3.6x on mlearn Si); a spike that wrecks a run goes 10-80x.
+    divergence_retries : int
+        Rollbacks allowed per run; the next divergence ends it (stop reason
+        ``"diverged"``; the best model saved so far is the result).
     patience : int
         Early stopping after this many epochs without validation improvement.
     max_minutes : float
@@ -198,6 +207,8 @@ class TrainConfig:
     scheduler: str = "plateau"
     decay_fraction: float = 0.25
     warmup_fraction: float = 0.0
+    divergence_factor: float = 10.0
+    divergence_retries: int = 5
     lr_patience: int = 5
     lr_factor: float = 0.5
     min_lr: float = 1e-5
@@ -303,6 +314,14 @@ class TrainConfig:
             raise ValueError(
                 "val_fraction=0 (no validation) needs a schedule that ends by itself: "
                 "scheduler 'cosine' or 'stable-decay', not 'plateau'"
+            )
+        if not (self.divergence_factor == 0 or self.divergence_factor > 1):
+            raise ValueError(
+                f"divergence_factor must be 0 (off) or > 1, got {self.divergence_factor!r}"
+            )
+        if not (isinstance(self.divergence_retries, int) and self.divergence_retries >= 0):
+            raise ValueError(
+                f"divergence_retries must be an integer >= 0, got {self.divergence_retries!r}"
             )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")

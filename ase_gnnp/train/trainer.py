@@ -33,6 +33,7 @@ from ase_gnnp.train import distributed
 from ase_gnnp.train.config import TrainConfig, read_frames
 from ase_gnnp.train.ema import EMA
 from ase_gnnp.train.freeze import freeze
+from ase_gnnp.train.guard import DivergenceGuard
 from ase_gnnp.train.loss import check_normalization, grouped, loss_terms, total_loss
 from ase_gnnp.train.plots import plot_learning_curve
 from ase_gnnp.train.stages import FinalStage
@@ -190,6 +191,7 @@ class Trainer:
         self.since_best = 0
         self.elapsed = 0.0
         self.huber_delta = config.huber_delta if config.loss == "huber" else None
+        self.guard = DivergenceGuard(config.divergence_factor, config.divergence_retries)
         if resume:
             self._restore(state)
         else:
@@ -374,6 +376,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "in_final_stage": self.in_final_stage,
+            "guard": self.guard.state_dict(),
         }
 
     def _restore(self, state: dict) -> None:
@@ -388,6 +391,8 @@ class Trainer:
         self.since_best = state["since_best"]
         self.elapsed = state["elapsed"]
         self.stats = state["stats"]
+        if "guard" in state:  # states saved before the guard existed have none
+            self.guard.load_state_dict(state["guard"])
         if state.get("in_final_stage"):
             self._enter_final_stage(restart_average=False)
 
@@ -490,7 +495,7 @@ class Trainer:
         self.weights = self.final_stage.weights(self.weights)
         if self.config.final_lr is not None:
             for group in self.optimizer.param_groups:
-                group["lr"] = self.config.final_lr
+                group["lr"] = self.config.final_lr * self.guard.lr_scale
         if restart_average:
             self.best, self.since_best = math.inf, 0
             if self.config.final_average == "uniform":
@@ -506,6 +511,7 @@ class Trainer:
         lr = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * done))
         if cfg.warmup_fraction > 0:  # linear rise over the first part of the run
             lr *= min(1.0, (progress + 1e-12) / cfg.warmup_fraction)
+        lr *= self.guard.lr_scale  # cut by rollbacks after a divergence
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
@@ -587,12 +593,23 @@ class Trainer:
             else:
                 self._truncate_metrics(metrics_csv)
         stop_reason = "epochs"
+        self.guard.save(self)
         with tqdm(
             total=cfg.epochs, initial=self.epoch, desc="training", disable=not self.progress
         ) as bar:
             while self.epoch < cfg.epochs:
                 t0 = time.perf_counter()
                 train_loss = self.train_epoch()
+                if self.guard.diverged(train_loss, self.in_final_stage):
+                    self.elapsed += time.perf_counter() - t0
+                    if self.guard.exhausted:
+                        stop_reason = "diverged"
+                        break
+                    self._roll_back(train_loss)
+                    if cfg.max_minutes and self.elapsed > 60 * cfg.max_minutes:
+                        stop_reason = "time budget"
+                        break
+                    continue
                 val_loss, metrics = self.validate()
                 self.epoch += 1
                 self.elapsed += time.perf_counter() - t0
@@ -632,6 +649,7 @@ class Trainer:
                     with open(metrics_csv, "a", newline="") as fh:
                         csv.writer(fh).writerow([row[c] for c in METRIC_COLUMNS])
                     atomic_save(self._state(), self.state_path)
+                self.guard.save(self)
                 bar.update(1)
                 bar.set_postfix(
                     val_F=f"{1000 * metrics.get('force_mae', float('nan')):.1f}meV/Å",
@@ -643,6 +661,12 @@ class Trainer:
                 if cfg.max_minutes and self.elapsed > 60 * cfg.max_minutes:
                     stop_reason = "time budget"
                     break
+        if stop_reason == "diverged" and self.epoch == 0:
+            raise RuntimeError(
+                f"training diverged in its first epoch {self.guard.rollbacks + 1} times (the "
+                f"learning rate cut to x{self.guard.lr_scale:g} of lr={cfg.lr:g}); no model "
+                f"was saved: lower lr, or check the labels for outliers"
+            )
         metadata = None
         if self.is_main:
             plot_learning_curve(metrics_csv, self.out / "learning_curve.png")
@@ -653,8 +677,19 @@ class Trainer:
             "stop_reason": stop_reason,
             "epochs": self.epoch,
             "wall_s": self.elapsed,
+            "rollbacks": self.guard.rollbacks,
             **metadata,
         }
+
+    def _roll_back(self, train_loss: float) -> None:
+        """Undo the epoch just trained (its loss ``train_loss`` diverged), cut the LR."""
+        self.guard.roll_back(self)
+        if self.progress:
+            tqdm.write(
+                f"epoch {self.epoch + 1}: training loss {train_loss:.4g} diverged (lowest "
+                f"{self.guard.lowest:.4g}); undone, learning rate x{self.guard.lr_scale:g} "
+                f"from now on (rollback {self.guard.rollbacks} of {self.config.divergence_retries})"
+            )
 
     def _truncate_metrics(self, path: Path) -> None:
         # a kill between the CSV append and the state save must not duplicate epochs
