@@ -52,9 +52,7 @@ def test_guard_options_are_checked(tiny_dataset, tmp_path, changes, match):
         train_config(tiny_dataset, tmp_path, **changes)
 
 
-def test_a_run_that_never_diverges_is_the_same_with_and_without_the_guard(
-    tiny_dataset, tmp_path
-):
+def test_a_run_that_never_diverges_is_the_same_with_and_without_the_guard(tiny_dataset, tmp_path):
     options = dict(epochs=3, scheduler="cosine", warmup_fraction=0.2)
     on = Trainer(train_config(tiny_dataset, tmp_path / "on", **options), progress=False)
     result = on.run()
@@ -110,9 +108,7 @@ def test_a_blown_up_epoch_is_undone_and_trained_again_at_half_the_lr(
     assert resumed.guard.lr_scale == 0.5 and resumed.guard.rollbacks == 1
 
 
-def test_a_run_that_keeps_diverging_stops_with_its_best_model(
-    tiny_dataset, tmp_path, monkeypatch
-):
+def test_a_run_that_keeps_diverging_stops_with_its_best_model(tiny_dataset, tmp_path, monkeypatch):
     original = Trainer.train_epoch
 
     def diverges_after_epoch_1(self):
