@@ -42,6 +42,11 @@ def model_payload(model: GNNPModel, metadata: dict | None = None) -> dict:
 def atomic_save(obj: object, path: str | Path) -> Path:
     """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
     path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(
+            f"cannot write {str(path)!r}: the folder {str(path.parent)!r} does not exist "
+            f"(create it first)"
+        )
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)

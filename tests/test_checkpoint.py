@@ -66,6 +66,12 @@ def test_missing_file_mentions_shipped_models(tmp_path):
         load_model("no-such-model")
 
 
+def test_saving_into_a_missing_folder_names_it(small_model, tmp_path):
+    with pytest.raises(ValueError, match="folder .*nowhere.* does not exist"):
+        save_model(small_model, tmp_path / "nowhere" / "model.pt")
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_directory_is_not_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="shipped model"):
         load_model(tmp_path)

@@ -61,6 +61,7 @@ def test_dft_benchmark_quick(tmp_path):
     report = json.loads((tmp_path / "bench_dft_quick.json").read_text())
     (run,) = report["runs"]
     assert run["code"] == "ase_gnnp" and run["held_out"]["n_structures"] == 4
+    assert run["epochs"] >= 1
     assert (tmp_path / "bench_dft_quick.png").stat().st_size > 1000
 
 

@@ -146,7 +146,7 @@ def train_gnnp(train: Path, out: Path, minutes: float, threads: int) -> dict:
     """The plain command; reused when ``out/model.pt`` and ``out/bench_run.json`` exist."""
     done = out / "bench_run.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        return {**json.loads(done.read_text()), "epochs": _epochs_trained(out)}
     command = [
         "ase-gnnp",
         "train",
@@ -166,7 +166,13 @@ def train_gnnp(train: Path, out: Path, minutes: float, threads: int) -> dict:
     subprocess.run(command, check=True)
     result = {"command": " ".join(command), "wall_s": time.perf_counter() - start}
     done.write_text(json.dumps(result, indent=2))
-    return result
+    return {**result, "epochs": _epochs_trained(out)}
+
+
+def _epochs_trained(out: Path) -> int:
+    """Epochs of the run in ``out`` (rows of its ``metrics.csv``)."""
+    with open(out / "metrics.csv") as fh:
+        return sum(1 for _ in fh) - 1
 
 
 def _mace_env(threads: int) -> dict:
