@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
 from conftest import TINY_MODEL
 
@@ -85,6 +86,47 @@ def test_cross_validation_trains_each_fold_and_reuses_finished_runs(tiny_dataset
             seeds=[0],
             progress=False,
         )
+
+
+def test_every_run_is_scored_on_transfer_structures_finished_runs_too(tiny_dataset, tmp_path):
+    from ase_gnnp import load_model
+    from ase_gnnp.evaluate import evaluate_structures
+    from ase_gnnp.teachers import tersoff_sige
+
+    frames = read(tiny_dataset, ":")
+    hot = []
+    for k, atoms in enumerate(a.copy() for a in frames[:5]):  # further from the data
+        atoms.rattle(0.15, seed=100 + k)
+        atoms.calc = tersoff_sige()
+        labels = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+        atoms.calc = SinglePointCalculator(atoms, **labels, stress=atoms.get_stress())
+        hot.append(atoms)
+    base = TrainConfig(
+        epochs=1, batch_size=4, threads=1, val_fraction=0.0, scheduler="cosine", model=TINY_MODEL
+    )
+    study = tmp_path / "study"
+    plain = cross_validate(base, frames, {"a": {}}, study, folds=2, seeds=[0], progress=False)
+    assert all("transfer" not in r for r in plain["runs"])
+    assert "transfer" not in plain["candidates"]["a"]
+    model_file = study / "a" / "fold1_seed0" / "model.pt"
+    before = model_file.stat().st_mtime_ns
+    report = cross_validate(
+        base, frames, {"a": {}}, study, folds=2, seeds=[0], progress=False, transfer=hot
+    )
+    assert model_file.stat().st_mtime_ns == before  # scored, not trained again
+    for run in report["runs"]:
+        assert run["transfer"]["n_structures"] == 5
+        assert run["test"] == next(r["test"] for r in plain["runs"] if r["fold"] == run["fold"])
+    model = load_model(model_file)
+    direct = evaluate_structures(model, hot, base.keys)
+    (run1,) = [r for r in report["runs"] if r["fold"] == 1]
+    assert run1["transfer"]["force_mae"] == pytest.approx(direct["force_mae"], rel=1e-6)
+    values = [r["transfer"]["force_mae"] for r in report["runs"]]
+    summary = report["candidates"]["a"]["transfer"]["force_mae"]
+    assert summary["mean"] == pytest.approx(np.mean(values))
+    assert summary["std"] == pytest.approx(np.std(values, ddof=1))
+    saved = json.loads((study / "a" / "fold0_seed0" / "cv_result.json").read_text())
+    assert saved["transfer"]["n_structures"] == 5
 
 
 def test_a_study_stopped_early_reports_every_candidate_on_the_same_folds(
@@ -243,12 +285,15 @@ def test_cv_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):
             str(candidates),
             "--study",
             str(tmp_path / "cv"),
+            "--transfer",
+            str(tiny_dataset),
             "--json",
         ]
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert (tmp_path / "cv" / "cv.png").is_file()
+    assert report["candidates"]["a"]["transfer"]["force_mae"]["mean"] > 0.0
     assert set(report["candidates"]) == {"a", "b"} and report["folds"] == 2
     assert report["candidates"]["b"]["options"] == {"lr": 0.001}
     assert report["candidates"]["a"]["force_mae"]["std"] >= 0.0

@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "completes in that time, measured once per candidate before the runs (on an idle "
         "machine); the runs then need not have the machine to themselves",
     )
+    parser.add_argument(
+        "--transfer",
+        help="extxyz file of labelled structures outside the training distribution (e.g. "
+        "hotter MD), never trained on: every run is also scored on them",
+    )
     parser.add_argument("--study", default="cv", help="study folder (default ./cv)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     train.add_config_arguments(parser)
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             f"--jobs and --run-threads must be >= 1, got {args.jobs}, {args.run_threads}"
         )
     frames = read_frames(base)
+    transfer = read_frames(base, args.transfer) if args.transfer else None
     report = cross_validate(
         base,
         frames,
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.run_threads,
         calibrate_threads=args.calibrate_threads,
         progress=not args.json,
+        transfer=transfer,
     )
     png = plot_cv(report, Path(args.study) / "cv.png")
     if args.json:

@@ -122,8 +122,17 @@ def _candidate_configs(base: TrainConfig, candidates: dict[str, dict]) -> dict[s
     return configs
 
 
-def _run_one(run: CVRun, train: list[Atoms], test: list[Atoms], out: Path, threads: int) -> dict:
-    """Train ``run`` on ``train`` in ``out`` (reused or resumed) and score it on ``test``."""
+def _run_one(
+    run: CVRun,
+    train: list[Atoms],
+    test: list[Atoms],
+    out: Path,
+    threads: int,
+    transfer: list[Atoms] | None = None,
+) -> dict:
+    """Train ``run`` on ``train`` in ``out`` (reused or resumed) and score it on ``test``
+    (and on ``transfer``, structures no fold trains on; a finished run that was not scored
+    on them yet is scored now)."""
     import torch
 
     from ase_gnnp.checkpoint import load_model
@@ -131,15 +140,22 @@ def _run_one(run: CVRun, train: list[Atoms], test: list[Atoms], out: Path, threa
     from ase_gnnp.perf.allocator import tune_cpu_allocator
     from ase_gnnp.workflows.runs import train_run
 
+    def scores(model, frames: list[Atoms]) -> dict:
+        metrics = evaluate_structures(model, frames, run.config.keys)
+        return {k: v for k, v in metrics.items() if k != "per_element"}
+
+    torch.set_num_threads(threads)
     done = out / RESULT_FILE
     if done.is_file():
-        return json.loads(done.read_text())
-    torch.set_num_threads(threads)
+        result = json.loads(done.read_text())
+        if transfer and "transfer" not in result:
+            result["transfer"] = scores(load_model(out / "model.pt"), transfer)
+            done.write_text(json.dumps(result, indent=2))
+        return result
     tune_cpu_allocator()
     config = run.config.updated(threads=threads)
     path = train_run(config, train, out, hold_out=True, progress=False)
     model = load_model(path)
-    test_metrics = evaluate_structures(model, test, config.keys)
     state = json.loads((out / "run.json").read_text())
     result = {
         "candidate": run.candidate,
@@ -148,8 +164,10 @@ def _run_one(run: CVRun, train: list[Atoms], test: list[Atoms], out: Path, threa
         "n_train": len(train),
         "n_test": len(test),
         **state,
-        "test": {k: v for k, v in test_metrics.items() if k != "per_element"},
+        "test": scores(model, test),
     }
+    if transfer:
+        result["transfer"] = scores(model, transfer)
     done.write_text(json.dumps(result, indent=2))
     return result
 
@@ -238,6 +256,7 @@ def cross_validate(
     threads: int = 1,
     calibrate_threads: int = 0,
     progress: bool = True,
+    transfer: Sequence[Atoms] | None = None,
 ) -> dict:
     """Cross-validate candidate recipes; returns (and writes ``out/cv.json``) the report.
 
@@ -261,6 +280,11 @@ def cross_validate(
         If > 0, replace each candidate's ``max_minutes`` budget by the number of epochs a
         run with this many threads completes in that time, measured once per candidate
         before the runs start (on fold 0's training structures).
+    transfer
+        Labelled structures outside the training distribution (hotter MD, other
+        phases), never trained on: every run is also scored on all of them, so that
+        candidates can be compared beyond the data they learn from (``"transfer"`` in
+        each run and candidate summary).
 
     Returns
     -------
@@ -270,6 +294,7 @@ def cross_validate(
     """
     out = Path(out)
     frames = list(frames)
+    transfer = list(transfer) if transfer else None
     parts = fold_indices(config_types(frames), folds, fold_seed)
     configs = _candidate_configs(base, candidates)
     out.mkdir(parents=True, exist_ok=True)
@@ -300,7 +325,7 @@ def cross_validate(
     def work(run: CVRun) -> tuple:
         test = [frames[i] for i in parts[run.fold]]
         train = [frames[i] for k, p in enumerate(parts) if k != run.fold for i in p]
-        return run, train, test, out / run.candidate / run.name, threads
+        return run, train, test, out / run.candidate / run.name, threads, transfer
 
     results: list[dict] = []
     start = time.perf_counter()
@@ -398,7 +423,8 @@ def _report_progress(progress: bool, done: int, total: int, result: dict, start:
 
 def summarize(results: Sequence[dict]) -> dict:
     """Mean, standard deviation (``ddof=1``; 0 for one run), min and max of
-    :data:`METRICS` over the runs, and the same per ``config_type`` for the force MAE."""
+    :data:`METRICS` over the runs (and over their ``"transfer"`` scores, where runs have
+    them), and the same per ``config_type`` for the force MAE."""
     summary: dict = {"n_runs": len(results)}
     for key in METRICS:
         values = [r["test"][key] for r in results if key in r["test"]]
@@ -419,6 +445,13 @@ def summarize(results: Sequence[dict]) -> dict:
         }
         for g in groups
     }
+    transfer = {
+        key: _stats(values)
+        for key in METRICS
+        if (values := [r["transfer"][key] for r in results if key in r.get("transfer", {})])
+    }
+    if transfer:
+        summary["transfer"] = transfer
     summary["epochs"] = _stats([r["epochs"] for r in results])
     return summary
 
@@ -430,12 +463,14 @@ def _stats(values: Sequence[float]) -> dict:
 
 
 def format_report(report: dict) -> str:
-    """Table of the candidates: force, energy and stress MAE as mean ± std."""
+    """Table of the candidates: force, energy and stress MAE as mean ± std (and the force
+    MAE on the transfer structures, where scored)."""
+    transfer = any("transfer" in s for s in report["candidates"].values())
     lines = [
         f"{report['folds']}-fold cross-validation over {report['n_structures']} structures "
         f"(fold seed {report['fold_seed']}), seeds {report['seeds']}; mean ± std over runs",
         f"{'candidate':<24}{'runs':>5}{'F MAE meV/Å':>18}{'E MAE meV/atom':>18}"
-        f"{'S MAE meV/Å³':>16}{'epochs':>8}",
+        f"{'S MAE meV/Å³':>16}{'epochs':>8}" + (f"{'transfer F MAE':>18}" if transfer else ""),
     ]
 
     def cell(summary: dict, key: str, width: int) -> str:
@@ -449,25 +484,34 @@ def format_report(report: dict) -> str:
             f"{name:<24}{s['n_runs']:>5}{cell(s, 'force_mae', 18)}"
             f"{cell(s, 'energy_mae_per_atom', 18)}{cell(s, 'stress_mae', 16)}"
             f"{s['epochs']['mean']:>8.0f}"
+            + (cell(s.get("transfer", {}), "force_mae", 18) if transfer else "")
         )
     return "\n".join(lines)
 
 
 def plot_cv(report: dict, path: str | Path) -> Path:
-    """Bar chart of the candidates' force and energy MAE (mean ± std) to ``path``."""
+    """Bar chart of the candidates' force and energy MAE (mean ± std) to ``path``, and of
+    the transfer force MAE where the runs were scored on transfer structures."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(report["candidates"])
-    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.2 * len(names) + 3), 4))
-    for ax, key, label in (
-        (axes[0], "force_mae", "force MAE (meV/Å)"),
-        (axes[1], "energy_mae_per_atom", "energy MAE (meV/atom)"),
-    ):
-        means = [1000 * report["candidates"][n].get(key, {}).get("mean", math.nan) for n in names]
-        stds = [1000 * report["candidates"][n].get(key, {}).get("std", 0.0) for n in names]
+    panels = [
+        ((), "force_mae", "force MAE (meV/Å)"),
+        ((), "energy_mae_per_atom", "energy MAE (meV/atom)"),
+    ]
+    if any("transfer" in s for s in report["candidates"].values()):
+        panels.append((("transfer",), "force_mae", "transfer force MAE (meV/Å)"))
+    width = max(3.0 * len(panels), 0.6 * len(panels) * len(names) + 3)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4))
+    for ax, (where, key, label) in zip(axes, panels):
+        summaries = [report["candidates"][n] for n in names]
+        for part in where:
+            summaries = [s.get(part, {}) for s in summaries]
+        means = [1000 * s.get(key, {}).get("mean", math.nan) for s in summaries]
+        stds = [1000 * s.get(key, {}).get("std", 0.0) for s in summaries]
         ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_ylabel(label)
