@@ -90,10 +90,7 @@ class DivergenceGuard:
             return
         self._saved = copy.deepcopy(
             {
-                "model": trainer.model.state_dict(),
-                "ema": trainer.ema.state_dict(),
-                "optimizer": trainer.optimizer.state_dict(),
-                "scheduler": None if trainer.scheduler is None else trainer.scheduler.state_dict(),
+                **trainer.weights_state(),
                 "weights": trainer.weights,
                 "in_final_stage": trainer.in_final_stage,
                 "lowest": self.lowest,
@@ -106,11 +103,7 @@ class DivergenceGuard:
         if self._saved is None:
             raise RuntimeError("DivergenceGuard.roll_back before any DivergenceGuard.save")
         saved = copy.deepcopy(self._saved)
-        trainer.model.load_state_dict(saved["model"])
-        trainer.ema.load_state_dict(saved["ema"])
-        trainer.optimizer.load_state_dict(saved["optimizer"])
-        if trainer.scheduler is not None:
-            trainer.scheduler.load_state_dict(saved["scheduler"])
+        trainer.load_weights_state(saved)
         trainer.weights = saved["weights"]
         trainer.in_final_stage = saved["in_final_stage"]
         self.lowest, self.stage = saved["lowest"], saved["stage"]

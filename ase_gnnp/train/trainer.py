@@ -371,21 +371,32 @@ class Trainer:
             "since_best": self.since_best,
             "elapsed": self.elapsed,
             "stats": self.stats,
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            **self.weights_state(),
             "in_final_stage": self.in_final_stage,
             "guard": self.guard.state_dict(),
         }
 
-    def _restore(self, state: dict) -> None:
+    def weights_state(self) -> dict:
+        """The model's weights, their average, the optimizer's moments and the LR
+        scheduler's state (what an epoch of training changes), as state dicts."""
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+        }
+
+    def load_weights_state(self, state: dict) -> None:
+        """Put back what :meth:`weights_state` returned."""
         self.model.load_state_dict(state["model"])
-        self.ema = EMA(self.model, self.config.ema_decay)
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+
+    def _restore(self, state: dict) -> None:
+        self.ema = EMA(self.model, self.config.ema_decay)
+        self.load_weights_state(state)
         self.epoch = state["epoch"]
         self.best = state["best"]
         self.since_best = state["since_best"]
