@@ -299,6 +299,41 @@ def test_cv_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):
     assert report["candidates"]["a"]["force_mae"]["std"] >= 0.0
 
 
+def test_cv_plot_names_the_runs_behind_each_bar_and_adds_a_transfer_panel(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from ase_gnnp.workflows.cv import plot_cv
+
+    stats = {"mean": 0.05, "std": 0.001}
+    report = {
+        "folds": 3,
+        "n_structures": 30,
+        "seeds": [0],
+        "candidates": {
+            "one": {"n_runs": 1, "force_mae": stats, "energy_mae_per_atom": stats},
+            "three": {
+                "n_runs": 3,
+                "force_mae": stats,
+                "energy_mae_per_atom": stats,
+                "transfer": {"force_mae": stats},
+            },
+        },
+    }
+    saved = []
+    original = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(
+        matplotlib.figure.Figure,
+        "savefig",
+        lambda fig, *a, **k: (saved.append(fig), original(fig, *a, **k))[1],
+    )
+    path = plot_cv(report, tmp_path / "cv.png")
+    assert path.is_file() and len(saved) == 1
+    axes = saved[0].axes
+    assert [ax.get_ylabel() for ax in axes][-1] == "transfer force MAE (meV/Å)"
+    ticks = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert ticks == ["one (1 run)", "three (3 runs)"]
+
+
 _ORPHAN_PARENT = """
 import time
 from concurrent.futures import ProcessPoolExecutor

@@ -513,7 +513,10 @@ def plot_cv(report: dict, path: str | Path) -> Path:
         means = [1000 * s.get(key, {}).get("mean", math.nan) for s in summaries]
         stds = [1000 * s.get(key, {}).get("std", 0.0) for s in summaries]
         ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue")
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        # the run count under each name: a bar of one run has no spread to show
+        counts = [report["candidates"][n].get("n_runs", 0) for n in names]
+        ticks = [f"{n} ({k} run{'' if k == 1 else 's'})" for n, k in zip(names, counts)]
+        ax.set_xticks(range(len(names)), ticks, rotation=30, ha="right")
         ax.set_ylabel(label)
     fig.suptitle(
         f"{report['folds']}-fold CV, {report['n_structures']} structures, seeds "
