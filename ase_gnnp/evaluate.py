@@ -60,8 +60,10 @@ class ErrorAccumulator:
         start = 0
         for k, n in enumerate(natoms):
             row = {"group": str(groups[k]), "natoms": n, "numbers": numbers[start : start + n]}
+            row["index"] = len(self.rows)
             if bool(data[K.HAS_ENERGY][k]):
                 row["energy"] = (e_pred[k] - e_ref[k]) / n
+                row["total_energy"] = (float(e_pred[k]), float(e_ref[k]))
             if bool(data[K.HAS_FORCES][start]) if n else False:
                 row["forces"] = f_err[start : start + n].ravel()
             if has_s and bool(data[K.HAS_STRESS][k]):
@@ -123,14 +125,66 @@ class ErrorAccumulator:
             }
         return table
 
-    def summary(self) -> dict:
-        """Overall metrics plus ``per_config_type`` and ``per_element`` sub-tables."""
+    def relative_energies(self) -> dict:
+        """Energy errors relative to each ``config_type``'s lowest-energy structure.
+
+        Within a group of structures of one composition (a torsion scan, a dissociation
+        curve, an MD trajectory), the reference structure ``m`` is the one with the lowest
+        reference energy, and each structure's error is ``(E_k - E_m) - (E_k^ref -
+        E_m^ref)``: what a model gets wrong in the energy profile, whatever its constant
+        offset. The reference structure counts with its zero error, as in a plotted
+        profile. Groups of one structure or of several compositions are listed in
+        ``skipped``.
+
+        Returns
+        -------
+        dict
+            ``energy_rel_mae``, ``energy_rel_rmse`` (eV per structure, over every group's
+            structures), ``n_structures``, ``per_config_type`` (the same per group, with
+            ``reference_index``, the reference structure's position in the evaluated
+            list, and ``reference_range``, the group's spread of reference energies, eV)
+            and ``skipped`` (names of groups left out).
+        """
+        by_group: dict[str, list] = defaultdict(list)
+        for r in self.rows:
+            if "total_energy" in r:
+                by_group[r["group"]].append(r)
+        table, errors, skipped = {}, [], []
+        for group, rows in sorted(by_group.items()):
+            compositions = {tuple(sorted(r["numbers"].tolist())) for r in rows}
+            if len(rows) < 2 or len(compositions) > 1:
+                skipped.append(group)
+                continue
+            pred, ref = np.array([r["total_energy"] for r in rows]).T
+            m = int(np.argmin(ref))
+            err = (pred - pred[m]) - (ref - ref[m])
+            errors.append(err)
+            table[group] = {
+                "n_structures": len(rows),
+                "reference_index": rows[m]["index"],
+                "reference_range": float(ref.max() - ref.min()),
+                "energy_rel_mae": float(np.abs(err).mean()),
+                "energy_rel_rmse": float(np.sqrt((err**2).mean())),
+            }
+        result: dict = {"n_structures": sum(len(e) for e in errors)}
+        if errors:
+            err = np.concatenate(errors)
+            result["energy_rel_mae"] = float(np.abs(err).mean())
+            result["energy_rel_rmse"] = float(np.sqrt((err**2).mean()))
+        return result | {"per_config_type": table, "skipped": skipped}
+
+    def summary(self, relative_energies: bool = False) -> dict:
+        """Overall metrics plus ``per_config_type`` and ``per_element`` sub-tables, and
+        with ``relative_energies`` a ``relative_energy`` table
+        (:meth:`relative_energies`)."""
         result = self._reduce(self.rows)
         by_group: dict[str, list] = defaultdict(list)
         for r in self.rows:
             by_group[r["group"]].append(r)
         result["per_config_type"] = {g: self._reduce(rs) for g, rs in sorted(by_group.items())}
         result["per_element"] = self.per_element()
+        if relative_energies:
+            result["relative_energy"] = self.relative_energies()
         return result
 
 
@@ -139,10 +193,13 @@ def evaluate_graphs(
     batches: Iterable[Batch],
     groups: Iterable[Sequence[str]],
     loss_fn: Callable[[dict, Batch], torch.Tensor] | None = None,
+    relative_energies: bool = False,
 ) -> dict:
     """Metrics of ``model`` over labelled batches; ``groups`` gives config types per batch.
 
-    With ``loss_fn(out, batch)``, the structure-weighted mean loss is added as ``"loss"``.
+    With ``loss_fn(out, batch)``, the structure-weighted mean loss is added as ``"loss"``;
+    with ``relative_energies``, the errors of energies relative to each group's lowest
+    (:meth:`ErrorAccumulator.relative_energies`) as ``"relative_energy"``.
     """
     acc = ErrorAccumulator()
     loss, count = 0.0, 0
@@ -152,7 +209,7 @@ def evaluate_graphs(
         if loss_fn is not None:
             loss += float(loss_fn(out, data).detach()) * data.num_graphs
             count += data.num_graphs
-    summary = acc.summary()
+    summary = acc.summary(relative_energies)
     if loss_fn is not None:
         summary["loss"] = loss / max(count, 1)
     return summary
@@ -163,14 +220,18 @@ def evaluate_structures(
     frames: Sequence[Atoms],
     keys: DataKeys = DataKeys(),
     batch_size: int = 8,
+    relative_energies: bool = False,
 ) -> dict:
-    """Metrics of ``model`` on labelled ``frames`` (grouped by ``info['config_type']``)."""
+    """Metrics of ``model`` on labelled ``frames`` (grouped by ``info['config_type']``);
+    ``relative_energies`` adds the errors of energies relative to each group's lowest
+    (:meth:`ErrorAccumulator.relative_energies`)."""
     dtype = model.dtype
     graphs = [labelled_graph(a, model.cutoff, keys, dtype) for a in frames]
     groups = config_types(frames)
     chunks = range(0, len(graphs), batch_size)
     batches = (Batch.from_data_list(graphs[i : i + batch_size]) for i in chunks)
-    return evaluate_graphs(model, batches, (groups[i : i + batch_size] for i in chunks))
+    groups_per_batch = (groups[i : i + batch_size] for i in chunks)
+    return evaluate_graphs(model, batches, groups_per_batch, relative_energies=relative_energies)
 
 
 def format_table(summary: dict) -> str:
@@ -210,4 +271,29 @@ def format_table(summary: dict) -> str:
             f"{e} {1000 * m['force_mae']:.1f} ({m['n_structures']} structures)"
             for e, m in elements.items()
         ))  # fmt: skip
+    relative = summary.get("relative_energy")
+    if relative is not None:
+        lines.append(_format_relative(relative))
+    return "\n".join(lines)
+
+
+def _format_relative(relative: dict) -> str:
+    """Lines of :meth:`ErrorAccumulator.relative_energies`' table (meV per structure)."""
+    lines = ["energy relative to each config_type's lowest (meV per structure):"]
+    for name, m in relative["per_config_type"].items():
+        lines.append(
+            f"  {name:<16}{m['n_structures']:>5}  MAE {1000 * m['energy_rel_mae']:.2f}  "
+            f"RMSE {1000 * m['energy_rel_rmse']:.2f}  (reference: structure "
+            f"{m['reference_index']}, profile spans {1000 * m['reference_range']:.1f})"
+        )
+    if "energy_rel_mae" in relative:
+        lines.append(
+            f"  {'ALL':<16}{relative['n_structures']:>5}  MAE "
+            f"{1000 * relative['energy_rel_mae']:.2f}  "
+            f"RMSE {1000 * relative['energy_rel_rmse']:.2f}"
+        )
+    if relative["skipped"]:
+        lines.append(
+            "  left out (one structure, or several compositions): " + ", ".join(relative["skipped"])
+        )
     return "\n".join(lines)

@@ -66,6 +66,16 @@ def test_eval_table(tiny_model_path, labelled_file, capsys):
     assert "ALL" in text and "even" in text and "meV/atom" in text
 
 
+def test_eval_relative_energies_per_config_type(tiny_model_path, labelled_file, capsys):
+    args = ["eval", "--model", str(tiny_model_path), "--data", str(labelled_file)]
+    assert main([*args, "--relative-energies", "--json"]) == 0
+    rel = json.loads(capsys.readouterr().out)["relative_energy"]
+    assert set(rel["per_config_type"]) == {"even", "odd"} and rel["skipped"] == []
+    assert rel["n_structures"] == 6 and rel["energy_rel_rmse"] > 0
+    assert main([*args, "--relative-energies"]) == 0
+    assert "energy relative to each config_type's lowest" in capsys.readouterr().out
+
+
 def test_eval_missing_key_is_a_clear_error(tiny_model_path, labelled_file, capsys):
     code = main(
         ["eval", "--model", str(tiny_model_path), "--data", str(labelled_file),

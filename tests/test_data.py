@@ -229,3 +229,38 @@ def test_evaluate_reports_known_errors(small_model):
     assert summary["force_mae"] == pytest.approx(0.2, rel=1e-8)
     assert summary["force_rmse"] == pytest.approx(0.2, rel=1e-8)
     assert "stress_mae" not in summary
+
+
+def test_relative_energies_follow_each_groups_lowest_structure(small_model):
+    from ase_gnnp import GNNPCalculator
+    from ase_gnnp.evaluate import evaluate_structures, format_table
+
+    calc = GNNPCalculator(small_model)
+    scan = [make_cluster(seed) for seed in range(4)]
+    offset = [make_cluster(seed) for seed in range(10, 13)]
+    mixed = [make_cluster(20), make_bulk(21)]
+    single = [make_cluster(30)]
+    frames = scan + offset + mixed + single
+    pred = np.array([r["energy"] for r in calc.batch_evaluate(frames, stress=False)])
+    # a profile whose lowest structure is the scan's first; a constant offset elsewhere
+    profile = np.array([-3.0, -2.5, -2.9, -2.0])
+    ref = np.concatenate([profile, pred[4:] + 7.0])
+    groups = ["scan"] * 4 + ["offset"] * 3 + ["mixed"] * 2 + ["single"]
+    for atoms, energy, group in zip(frames, ref, groups):
+        atoms.calc = SinglePointCalculator(atoms, energy=energy)
+        atoms.info["config_type"] = group
+    summary = evaluate_structures(small_model, frames, batch_size=3, relative_energies=True)
+    rel = summary["relative_energy"]
+    expected = (pred[:4] - pred[0]) - (profile - profile[0])
+    assert rel["per_config_type"]["scan"]["reference_index"] == 0
+    assert rel["per_config_type"]["scan"]["reference_range"] == pytest.approx(1.0)
+    assert rel["per_config_type"]["scan"]["energy_rel_mae"] == pytest.approx(
+        np.abs(expected).mean(), rel=1e-6
+    )
+    assert rel["per_config_type"]["offset"]["energy_rel_rmse"] < 1e-9  # the offset drops out
+    assert rel["skipped"] == ["mixed", "single"]
+    assert rel["n_structures"] == 7
+    pooled = np.concatenate([expected, np.zeros(3)])
+    assert rel["energy_rel_rmse"] == pytest.approx(np.sqrt((pooled**2).mean()), rel=1e-6)
+    assert "profile spans 1000.0" in format_table(summary)
+    assert "relative_energy" not in evaluate_structures(small_model, frames)

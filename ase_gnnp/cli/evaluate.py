@@ -18,6 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="labelled extxyz file")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument(
+        "--relative-energies",
+        action="store_true",
+        help="also the energy errors relative to each config_type's lowest-energy "
+        "structure, for structures of one composition (a torsion scan, a dissociation "
+        "curve): the error of the energy profile, whatever the model's constant offset",
+    )
     add_key_options(parser)
 
 
@@ -26,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device, dtype=DTYPES.get(args.dtype))
     keys = DataKeys(**{name: getattr(args, f"{name}_key") for name in LABELS})
     frames = read_structures(args.data, keys, require=())
-    summary = evaluate_structures(model, frames, keys, args.batch_size)
+    summary = evaluate_structures(model, frames, keys, args.batch_size, args.relative_energies)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
