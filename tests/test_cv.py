@@ -229,6 +229,24 @@ def test_recipe_depends_on_the_labels_and_budget_only(tiny_dataset):
         recipe(summary, 0.0)
 
 
+def test_recipe_weighs_forces_first_where_energies_spread_little(tiny_dataset):
+    from dataclasses import replace
+
+    from ase_gnnp.train.recipe import ENERGY_WEIGHT, LOW_ENERGY_SPREAD
+
+    summary = summarize_data(read(tiny_dataset, ":"))
+    solid = replace(summary, energy_spread=0.3)  # phases and defects: 300 meV/atom
+    molecule = replace(summary, energy_spread=0.006)  # one molecule's conformations
+    assert recipe(solid)["energy_weight"] == ENERGY_WEIGHT
+    low = recipe(molecule)["energy_weight"]
+    assert low < ENERGY_WEIGHT and recipe(molecule)["forces_weight"] == 1.0
+    edge = replace(summary, energy_spread=LOW_ENERGY_SPREAD)
+    assert recipe(edge)["energy_weight"] == ENERGY_WEIGHT
+    text = describe(TrainConfig.from_dict(recipe(molecule)), molecule)
+    assert f"energy {low:g} / forces 1" in text and "forces first" in text
+    assert "forces first" not in describe(TrainConfig.from_dict(recipe(solid)), solid)
+
+
 def test_plain_train_command_trains_the_recipe_and_says_so(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(

@@ -17,10 +17,27 @@ from ase import Atoms
 from ase_gnnp.data import LABELS, DataKeys, reference_labels
 from ase_gnnp.train.config import TrainConfig
 
-__all__ = ["DEFAULT_MINUTES", "DataSummary", "describe", "recipe", "summarize_data"]
+__all__ = [
+    "DEFAULT_MINUTES",
+    "DataSummary",
+    "describe",
+    "energy_weight",
+    "recipe",
+    "summarize_data",
+]
 
 #: training budget (wall-clock minutes) when none is given
 DEFAULT_MINUTES = 20.0
+
+#: energy spread (eV/atom, :attr:`DataSummary.energy_spread`) below which the recipe weighs
+#: forces first: sets whose per-atom energies vary little around the per-element reference
+#: energies (one molecule's conformations: 3BPA, 6 meV/atom) learn forces better with a
+#: small energy weight, while sets of phases, defects and surfaces (the mlearn solids, 50
+#: to 430 meV/atom) need the energy weighted. No set between 6 and 50 meV/atom was measured.
+LOW_ENERGY_SPREAD = 0.02
+#: per-atom energy loss weight (forces 1) above and below :data:`LOW_ENERGY_SPREAD`
+ENERGY_WEIGHT = 10.0
+ENERGY_WEIGHT_LOW_SPREAD = 0.3
 
 
 @dataclass(frozen=True)
@@ -115,12 +132,20 @@ def recipe(summary: DataSummary, minutes: float = DEFAULT_MINUTES) -> dict:
         "lr": 2e-2,  # the largest lever of the screens (tutorials/training.rst)
         "min_lr": 1e-5,
         "scheduler": "cosine",
-        "energy_weight": 10.0,
+        "energy_weight": energy_weight(summary),
         "forces_weight": 1.0,
         "stress_weight": 1000.0 if "stress" in summary.labels else 0.0,
         "ema_decay": 0.99,
         "dtype": "float32",
     }
+
+
+def energy_weight(summary: DataSummary) -> float:
+    """Per-atom energy loss weight (forces 1) for a training set: forces first where its
+    energies spread less than :data:`LOW_ENERGY_SPREAD` (see ``tutorials/training.rst``)."""
+    if "energy" in summary.labels and summary.energy_spread < LOW_ENERGY_SPREAD:
+        return ENERGY_WEIGHT_LOW_SPREAD
+    return ENERGY_WEIGHT
 
 
 def describe(config: TrainConfig, summary: DataSummary | None = None) -> str:
@@ -150,7 +175,13 @@ def describe(config: TrainConfig, summary: DataSummary | None = None) -> str:
     weights = f"energy {config.energy_weight:g} / forces {config.forces_weight:g}"
     weights += f" / stress {config.stress_weight:g}" if config.stress_weight else " / no stress"
     loss = "MSE" if config.loss == "mse" else f"Huber (δ = {config.huber_delta:g})"
-    lines.append(f"loss: {loss}, weights {weights} (per-atom energy)")
+    weights += " (per-atom energy)"
+    if summary is not None and config.energy_weight == energy_weight(summary) < ENERGY_WEIGHT:
+        weights += (
+            f"; forces first, as the energies spread less than "
+            f"{1000 * LOW_ENERGY_SPREAD:g} meV/atom"
+        )
+    lines.append(f"loss: {loss}, weights {weights}")
     if config.final_fraction:
         final = ", ".join(
             f"{name} {value:g}"
