@@ -24,6 +24,20 @@ _EXTRA = (
 )
 
 
+def _mae_rmse(err: np.ndarray) -> tuple[float, float]:
+    """Mean absolute and root-mean-square value of the errors ``err`` (any shape)."""
+    err = np.asarray(err, dtype=float)
+    return float(np.abs(err).mean()), float(np.sqrt((err**2).mean()))
+
+
+def _by_group(rows: list[dict]) -> dict[str, list[dict]]:
+    """``rows`` per ``config_type`` (their ``"group"``), in sorted group order."""
+    groups: dict[str, list] = defaultdict(list)
+    for r in rows:
+        groups[r["group"]].append(r)
+    return dict(sorted(groups.items()))
+
+
 def forward_options(model: GNNPModel, data: Data) -> dict:
     """Keyword arguments of ``model(data, ...)`` that produce every label ``data`` holds."""
     has = lambda key: key in data and bool(data[key].any())  # noqa: E731
@@ -60,7 +74,6 @@ class ErrorAccumulator:
         start = 0
         for k, n in enumerate(natoms):
             row = {"group": str(groups[k]), "natoms": n, "numbers": numbers[start : start + n]}
-            row["index"] = len(self.rows)
             if bool(data[K.HAS_ENERGY][k]):
                 row["energy"] = (e_pred[k] - e_ref[k]) / n
                 row["total_energy"] = (float(e_pred[k]), float(e_ref[k]))
@@ -100,8 +113,7 @@ class ErrorAccumulator:
                 continue
             err = np.concatenate(values)
             suffix = f"_{unit}" if unit else ""
-            result[f"{label}_mae{suffix}"] = float(np.abs(err).mean())
-            result[f"{label}_rmse{suffix}"] = float(np.sqrt((err**2).mean()))
+            result[f"{label}_mae{suffix}"], result[f"{label}_rmse{suffix}"] = _mae_rmse(err)
         iso = [r["polarizability_iso"] for r in rows if "polarizability_iso" in r]
         if iso:  # relative error of the isotropic polarizability tr(α)/3, per structure
             result["polarizability_iso_rel_mae"] = float(np.abs(iso).mean())
@@ -117,11 +129,12 @@ class ErrorAccumulator:
             err = np.concatenate(
                 [r["forces"].reshape(-1, 3)[r["numbers"] == z].ravel() for r in with_forces]
             )
+            mae, rmse = _mae_rmse(err)
             table[chemical_symbols[z]] = {
                 "n_atoms": len(err) // 3,
                 "n_structures": sum(bool(np.any(r["numbers"] == z)) for r in with_forces),
-                "force_mae": float(np.abs(err).mean()),
-                "force_rmse": float(np.sqrt((err**2).mean())),
+                "force_mae": mae,
+                "force_rmse": rmse,
             }
         return table
 
@@ -145,12 +158,11 @@ class ErrorAccumulator:
             list, and ``reference_range``, the group's spread of reference energies, eV)
             and ``skipped`` (names of groups left out).
         """
-        by_group: dict[str, list] = defaultdict(list)
-        for r in self.rows:
-            if "total_energy" in r:
-                by_group[r["group"]].append(r)
+        # each row's position in the evaluated list, by which a group's reference is named
+        position = {id(r): i for i, r in enumerate(self.rows)}
+        labelled = [r for r in self.rows if "total_energy" in r]
         table, errors, skipped = {}, [], []
-        for group, rows in sorted(by_group.items()):
+        for group, rows in _by_group(labelled).items():
             compositions = {tuple(sorted(r["numbers"].tolist())) for r in rows}
             if len(rows) < 2 or len(compositions) > 1:
                 skipped.append(group)
@@ -159,18 +171,17 @@ class ErrorAccumulator:
             m = int(np.argmin(ref))
             err = (pred - pred[m]) - (ref - ref[m])
             errors.append(err)
+            mae, rmse = _mae_rmse(err)
             table[group] = {
                 "n_structures": len(rows),
-                "reference_index": rows[m]["index"],
+                "reference_index": position[id(rows[m])],
                 "reference_range": float(ref.max() - ref.min()),
-                "energy_rel_mae": float(np.abs(err).mean()),
-                "energy_rel_rmse": float(np.sqrt((err**2).mean())),
+                "energy_rel_mae": mae,
+                "energy_rel_rmse": rmse,
             }
         result: dict = {"n_structures": sum(len(e) for e in errors)}
         if errors:
-            err = np.concatenate(errors)
-            result["energy_rel_mae"] = float(np.abs(err).mean())
-            result["energy_rel_rmse"] = float(np.sqrt((err**2).mean()))
+            result["energy_rel_mae"], result["energy_rel_rmse"] = _mae_rmse(np.concatenate(errors))
         return result | {"per_config_type": table, "skipped": skipped}
 
     def summary(self, relative_energies: bool = False) -> dict:
@@ -178,10 +189,7 @@ class ErrorAccumulator:
         with ``relative_energies`` a ``relative_energy`` table
         (:meth:`relative_energies`)."""
         result = self._reduce(self.rows)
-        by_group: dict[str, list] = defaultdict(list)
-        for r in self.rows:
-            by_group[r["group"]].append(r)
-        result["per_config_type"] = {g: self._reduce(rs) for g, rs in sorted(by_group.items())}
+        result["per_config_type"] = {g: self._reduce(rs) for g, rs in _by_group(self.rows).items()}
         result["per_element"] = self.per_element()
         if relative_energies:
             result["relative_energy"] = self.relative_energies()
