@@ -29,12 +29,14 @@ TINY = ModelConfig(cutoff=4.0, channels=8, lmax=1, num_layers=2)
 
 @pytest.fixture(scope="module")
 def measured() -> dict:
-    """Four fresh-process measurements shared by the scaling tests."""
+    """Four fresh-process measurements shared by the scaling tests, each after one warm-up
+    step: the first step's one-time allocations (lazy library initialisation, about 5-10 MB
+    here, varying between environments) would otherwise outweigh a tiny model's tensors."""
     return {
-        "infer64": peak_memory(TINY, 64, "infer", repeats=1),
-        "infer216": peak_memory(TINY, 216, "infer", repeats=0),
-        "train216": peak_memory(TINY, 216, "train", repeats=0),
-        "infer216_l3": peak_memory(replace(TINY, lmax=3), 216, "infer", repeats=0),
+        "infer64": peak_memory(TINY, 64, "infer", repeats=1, warmup=1),
+        "infer216": peak_memory(TINY, 216, "infer", repeats=0, warmup=1),
+        "train216": peak_memory(TINY, 216, "train", repeats=0, warmup=1),
+        "infer216_l3": peak_memory(replace(TINY, lmax=3), 216, "infer", repeats=0, warmup=1),
     }
 
 
@@ -47,9 +49,10 @@ def test_peak_memory_row(measured):
 
 
 def test_peak_memory_grows_with_atoms_lmax_and_training(measured):
-    assert measured["infer216"]["peak_bytes"] > 1.3 * measured["infer64"]["peak_bytes"]
-    assert measured["infer216_l3"]["peak_bytes"] > 1.1 * measured["infer216"]["peak_bytes"]
-    assert measured["train216"]["peak_bytes"] > 1.3 * measured["infer216"]["peak_bytes"]
+    # 3.4x the atoms; lmax 3 against 1; training keeps the graph of the forces
+    assert measured["infer216"]["peak_bytes"] > 2.0 * measured["infer64"]["peak_bytes"]
+    assert measured["infer216_l3"]["peak_bytes"] > 1.5 * measured["infer216"]["peak_bytes"]
+    assert measured["train216"]["peak_bytes"] > 2.0 * measured["infer216"]["peak_bytes"]
 
 
 def test_checkpointing_gives_the_same_gradients(monkeypatch):
@@ -76,7 +79,8 @@ def test_checkpointing_gives_the_same_gradients(monkeypatch):
 def test_checkpointing_saves_memory_at_depth_4():
     config = ModelConfig(cutoff=4.0, channels=16, lmax=2)
     row = checkpointing_study(config, 64, depths=(4,), repeats=0, progress=False)["rows"][0]
-    assert row["num_layers"] == 4 and row["saved_bytes"] >= 0
+    # steady-state steps (the study warms up once): about 18 % saved here, 25 % at 512 atoms
+    assert row["num_layers"] == 4 and row["saved_pct"] > 10
 
 
 def test_fits_recover_synthetic_laws():
