@@ -65,6 +65,22 @@ def test_dft_benchmark_quick(tmp_path):
     assert (tmp_path / "bench_dft_quick.png").stat().st_size > 1000
 
 
+def test_dft_benchmark_mlearn_figure_from_the_shipped_reports(tmp_path):
+    """The four-element figure is drawn from the reports shipped in tutorials/figures."""
+    sys.path.insert(0, str(ROOT / "tutorials"))
+    try:
+        import bench_dft
+    finally:
+        sys.path.pop(0)
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    for name in ("si", "li"):
+        shutil.copy(ROOT / "tutorials" / "figures" / f"bench_dft_{name}.json", figures)
+    assert bench_dft.plot_mlearn(figures, tmp_path / "mlearn.png") == ["si", "li"]
+    assert (tmp_path / "mlearn.png").stat().st_size > 1000
+    assert bench_dft.plot_mlearn(tmp_path, tmp_path / "none.png") == []
+
+
 @pytest.mark.slow
 def test_sio2_long_range_quick(tmp_path):
     out = _run("tutorials/sio2_long_range.py", "--quick", "--threads", "1", "--out", str(tmp_path))

@@ -22,7 +22,8 @@ other (nothing else may run meanwhile: training is timed):
 Both models then predict the held-out structures, scored by the same code: energy MAE/RMSE
 per atom, force MAE/RMSE per component, stress MAE per Voigt component, overall and per
 ``config_type``. Results: ``--figures``/bench_dft_<set>.json and .png (error against
-training minutes, both codes); runs in ``--out`` are reused when finished.
+training minutes, both codes), and for the mlearn elements run so far one figure of all
+of them, bench_dft_mlearn.png; runs in ``--out`` are reused when finished.
 
     python tutorials/bench_dft.py --data si --minutes 5 20      # ~50 min, idle machine
     python tutorials/bench_dft.py --data 3bpa --minutes 30
@@ -356,13 +357,71 @@ def plot(report: dict, name: str, path: Path) -> None:
     plt.close(fig)
 
 
+MLEARN = ("si", "ge", "mo", "li")
+
+
+def plot_mlearn(figures: Path, path: Path) -> list[str]:
+    """One figure of the four mlearn elements: held-out force, energy and stress MAE of
+    both codes at the longest budget both ran, from the ``bench_dft_<el>.json`` reports in
+    ``figures``; returns the elements plotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {}
+    for name in MLEARN:
+        report = figures / f"bench_dft_{name}.json"
+        if not report.is_file():
+            continue
+        runs = json.loads(report.read_text())["runs"]
+        common = {r["minutes"] for r in runs if r["code"] == "MACE"}
+        common &= {r["minutes"] for r in runs if r["code"] == "ase_gnnp"}
+        if common:
+            minutes = max(common)
+            rows[name] = {r["code"]: r["held_out"] for r in runs if r["minutes"] == minutes}
+            rows[name]["minutes"] = minutes
+    if not rows:
+        return []
+    metrics = (
+        ("force_mae", "force MAE (meV/Å)"),
+        ("energy_mae_per_atom", "energy MAE (meV/atom)"),
+        ("stress_mae", "stress MAE (meV/Å³)"),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    x = np.arange(len(rows))
+    for ax, (metric, label) in zip(axes, metrics):
+        for shift, code in ((-0.2, "ase_gnnp"), (0.2, "MACE")):
+            values = [1000 * r[code][metric] for r in rows.values()]
+            bars = ax.bar(x + shift, values, 0.4, label=code if ax is axes[0] else None)
+            ax.bar_label(bars, [f"{v:.3g}" for v in values], fontsize=7)
+        ax.set_xticks(x, [n.capitalize() for n in rows])
+        ax.set_ylabel(label)
+        ax.set_yscale("log")
+        ax.margins(y=0.15)
+    budgets = sorted({r["minutes"] for r in rows.values()})
+    fig.suptitle(
+        f"mlearn, held-out fold 0 of 5, {'/'.join(f'{m:g}' for m in budgets)} min of "
+        "training each, same machine and threads"
+    )
+    fig.legend(loc="upper right")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return list(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", choices=sorted(DATASETS), default=["si"])
-    parser.add_argument("--minutes", type=float, nargs="+", default=[20.0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument(
+        "--data", nargs="+", choices=sorted(DATASETS), default=["si"], help="data sets to run"
+    )
+    parser.add_argument(
+        "--minutes", type=float, nargs="+", default=[20.0], help="training budgets (minutes)"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each code")
+    parser.add_argument("--folds", type=int, default=5, help="folds over whole structures")
+    parser.add_argument("--fold", type=int, default=0, help="the fold held out and scored")
     parser.add_argument("--peers", nargs="*", default=["mace"], choices=["mace"])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--skip-install", action="store_true")
@@ -374,6 +433,8 @@ def main() -> None:
         args.minutes = [0.1]
     for name in args.data:
         bench(name, args)
+    if not args.quick and set(args.data) & set(MLEARN):
+        plot_mlearn(args.figures, args.figures / "bench_dft_mlearn.png")
 
 
 if __name__ == "__main__":
