@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,15 @@ torch.set_num_threads(1)
 SI, GE = 14, 32
 CUTOFF = 3.5
 SMALL_CONFIG = ModelConfig(cutoff=CUTOFF, channels=8, lmax=2, num_layers=2)
+
+
+def load_tutorial(name: str):
+    """The module ``tutorials/<name>.py`` (the tutorials are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "tutorials" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

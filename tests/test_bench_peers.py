@@ -5,27 +5,17 @@ No network and no peer environment: MACE and CHGNet are never run here.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_tutorial
 
 from ase_gnnp import GNNPCalculator
 from ase_gnnp.md import md_throughput
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tutorials" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("bench_peers")
-worker = _load("_peer_worker")
+bench = load_tutorial("bench_peers")
+worker = load_tutorial("_peer_worker")
 
 
 def test_gnnp_worker_reports_sane_numbers():

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_tutorial
 
 from ase_gnnp.checkpoint import shipped_models
 
@@ -67,11 +68,7 @@ def test_dft_benchmark_quick(tmp_path):
 
 def test_dft_benchmark_mlearn_figure_from_the_shipped_reports(tmp_path):
     """The four-element figure is drawn from the reports shipped in tutorials/figures."""
-    sys.path.insert(0, str(ROOT / "tutorials"))
-    try:
-        import bench_dft
-    finally:
-        sys.path.pop(0)
+    bench_dft = load_tutorial("bench_dft")
     figures = tmp_path / "figures"
     figures.mkdir()
     for name in ("si", "li"):

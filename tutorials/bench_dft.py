@@ -323,6 +323,14 @@ def _print_row(name: str, row: dict) -> None:
             )
 
 
+#: axis labels of the scores plotted (reports hold eV units; plots show meV)
+METRIC_LABELS = {
+    "force_mae": "force MAE (meV/Å)",
+    "energy_mae_per_atom": "energy MAE (meV/atom)",
+    "stress_mae": "stress MAE (meV/Å³)",
+}
+
+
 def plot(report: dict, name: str, path: Path) -> None:
     import matplotlib
 
@@ -332,9 +340,8 @@ def plot(report: dict, name: str, path: Path) -> None:
     keys = [k for k in ("held_out", "transfer") if any(k in r for r in report["runs"])]
     fig, axes = plt.subplots(len(keys), 2, figsize=(9, 3.6 * len(keys)), squeeze=False)
     for i, key in enumerate(keys):
-        for j, (metric, label) in enumerate(
-            (("force_mae", "force MAE (meV/Å)"), ("energy_mae_per_atom", "energy MAE (meV/atom)"))
-        ):
+        for j, metric in enumerate(("force_mae", "energy_mae_per_atom")):
+            label = METRIC_LABELS[metric]
             ax = axes[i, j]
             for code, marker in (("ase_gnnp", "o-"), ("MACE", "s--")):
                 rows = sorted(
@@ -357,7 +364,8 @@ def plot(report: dict, name: str, path: Path) -> None:
     plt.close(fig)
 
 
-MLEARN = ("si", "ge", "mo", "li")
+#: the mlearn elements among DATASETS
+MLEARN = tuple(name for name, (data, _) in DATASETS.items() if data.parent.name == "mlearn")
 
 
 def plot_mlearn(figures: Path, path: Path) -> list[str]:
@@ -369,28 +377,25 @@ def plot_mlearn(figures: Path, path: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = {}
+    rows, held_out = {}, set()
     for name in MLEARN:
-        report = figures / f"bench_dft_{name}.json"
-        if not report.is_file():
+        path_json = figures / f"bench_dft_{name}.json"
+        if not path_json.is_file():
             continue
-        runs = json.loads(report.read_text())["runs"]
+        report = json.loads(path_json.read_text())
+        runs = report["runs"]
         common = {r["minutes"] for r in runs if r["code"] == "MACE"}
         common &= {r["minutes"] for r in runs if r["code"] == "ase_gnnp"}
         if common:
             minutes = max(common)
             rows[name] = {r["code"]: r["held_out"] for r in runs if r["minutes"] == minutes}
             rows[name]["minutes"] = minutes
+            held_out.add(f"fold {report['fold']} of {report['folds']}")
     if not rows:
         return []
-    metrics = (
-        ("force_mae", "force MAE (meV/Å)"),
-        ("energy_mae_per_atom", "energy MAE (meV/atom)"),
-        ("stress_mae", "stress MAE (meV/Å³)"),
-    )
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(12, 4))
     x = np.arange(len(rows))
-    for ax, (metric, label) in zip(axes, metrics):
+    for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
         for shift, code in ((-0.2, "ase_gnnp"), (0.2, "MACE")):
             values = [1000 * r[code][metric] for r in rows.values()]
             bars = ax.bar(x + shift, values, 0.4, label=code if ax is axes[0] else None)
@@ -401,7 +406,8 @@ def plot_mlearn(figures: Path, path: Path) -> list[str]:
         ax.margins(y=0.15)
     budgets = sorted({r["minutes"] for r in rows.values()})
     fig.suptitle(
-        f"mlearn, held-out fold 0 of 5, {'/'.join(f'{m:g}' for m in budgets)} min of "
+        f"mlearn, held-out {', '.join(sorted(held_out))}, "
+        f"{'/'.join(f'{m:g}' for m in budgets)} min of "
         "training each, same machine and threads"
     )
     fig.legend(loc="upper right")
