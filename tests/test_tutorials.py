@@ -78,6 +78,48 @@ def test_dft_benchmark_mlearn_figure_from_the_shipped_reports(tmp_path):
     assert bench_dft.plot_mlearn(tmp_path, tmp_path / "none.png") == []
 
 
+def test_dft_benchmark_reuses_mace_predictions_until_model_or_structures_change(
+    tmp_path, monkeypatch
+):
+    """Rescoring a finished benchmark reads MACE's saved predictions; a new model or new
+    structures make it predict again (the worker is replaced by a counter here)."""
+    import os
+
+    from ase.build import bulk
+
+    bench_dft = load_tutorial("bench_dft")
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        frames = bench_dft.read(cmd[3], ":")
+        bench_dft.write(cmd[4], frames, format="extxyz")
+
+    monkeypatch.setattr(bench_dft.subprocess, "run", fake_run)
+    (tmp_path / "mace_10min").mkdir()
+    model = tmp_path / "mace_10min" / "model.model"
+    model.write_text("weights")
+    frames_file = tmp_path / "test.extxyz"
+    frames = [bulk("Si"), bulk("Ge")]
+    bench_dft.write_if_changed(frames_file, frames)
+    written = frames_file.stat().st_mtime_ns
+    bench_dft.write_if_changed(frames_file, frames)
+    assert frames_file.stat().st_mtime_ns == written  # same structures: file left alone
+
+    def predict():
+        return bench_dft.mace_predictions(sys.executable, model, frames_file, 1)
+
+    assert len(predict()) == 2 and len(calls) == 1
+    assert len(predict()) == 2 and len(calls) == 1  # reused
+    later = frames_file.stat().st_mtime + 10
+    os.utime(model, (later, later))  # a retrained model
+    predict()
+    assert len(calls) == 2
+    bench_dft.write_if_changed(frames_file, frames[:1])  # other structures
+    os.utime(frames_file, (later + 10, later + 10))
+    assert len(predict()) == 1 and len(calls) == 3
+
+
 @pytest.mark.slow
 def test_sio2_long_range_quick(tmp_path):
     out = _run("tutorials/sio2_long_range.py", "--quick", "--threads", "1", "--out", str(tmp_path))
