@@ -186,7 +186,7 @@ class Interaction(nn.Module):
         the features run in a lower precision under ``torch.autocast``.
         """
         centre, neighbour = edge_index
-        # split into (N, C, M) per atom, gathered per edge; messages are summed in the
+        # split into (N, M, C) per atom, gathered per edge; messages are summed in the
         # product's own layout and put into e3nn's by one permutation per atom
         x = self.tp.split(self.linear_up(h))
         agg = torch.zeros(h.shape[0], self.message_dim, dtype=edge_radial.dtype,
@@ -226,6 +226,6 @@ class Interaction(nn.Module):
     ) -> torch.Tensor:
         """Per-edge messages (E, message_dim) in the product's layout (see
         :meth:`EdgeTensorProduct.messages`), in the dtype of ``edge_radial``; ``x`` is the
-        split node input (N, C, M)."""
+        split node input (N, M, C)."""
         messages = self.tp.messages(x[neighbour], edge_sh, self.radial(edge_radial))
         return messages.to(edge_radial.dtype)
