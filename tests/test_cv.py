@@ -245,6 +245,9 @@ def test_recipe_weighs_forces_first_where_energies_spread_little(tiny_dataset):
     text = describe(TrainConfig.from_dict(recipe(molecule)), molecule)
     assert f"energy {low:g} / forces 1" in text and "forces first" in text
     assert "forces first" not in describe(TrainConfig.from_dict(recipe(solid)), solid)
+    assert "config types balanced" not in text
+    balanced = TrainConfig.from_dict(recipe(solid) | {"config_type_balance": 0.5})
+    assert "config types balanced (exponent 0.5)" in describe(balanced, solid)
 
 
 def test_plain_train_command_trains_the_recipe_and_says_so(tiny_dataset, tmp_path, capsys):

@@ -376,6 +376,54 @@ def test_config_type_weights(tiny_dataset, tmp_path):
         train_config(tiny_dataset, tmp_path, config_type_weights=[("rattled", 2.0)])
 
 
+def test_config_type_balance_weights():
+    from ase_gnnp.train.weighting import config_type_balance
+
+    types = ["md"] * 90 + ["vacancy"] * 57 + ["elastic"] * 55 + ["surface"] * 12
+    assert config_type_balance(types, 0.0) == {t: 1.0 for t in set(types)}
+    equal = config_type_balance(types, 1.0)  # every type the same total weight
+    totals = [equal[t] * types.count(t) for t in equal]
+    assert np.allclose(totals, totals[0])
+    half = config_type_balance(types, 0.5)
+    assert np.isclose(np.mean([half[t] for t in types]), 1.0)
+    assert np.isclose(half["surface"] / half["md"], (90 / 12) ** 0.5)
+    assert config_type_balance([], 1.0) == {}
+    for bad in (-0.5, True, "1"):
+        with pytest.raises(ValueError, match="config_type_balance must be a number >= 0"):
+            config_type_balance(types, bad)
+
+
+def test_config_type_balance_in_training(tiny_dataset, tmp_path):
+    """Weights from the training split's counts (12 'md' and 4 'surface' structures),
+    times the explicit config-type weights, on the training and validation structures."""
+    from ase_gnnp.data import config_types, split_indices
+
+    frames = read(tiny_dataset, ":")
+    for k, atoms in enumerate(frames):
+        atoms.info["config_type"] = "md" if k < 12 else "surface"
+    data = tmp_path / "uneven.extxyz"
+    write(data, frames, format="extxyz")
+    config = train_config(
+        data,
+        tmp_path / "run",
+        config_type_balance=1.0,
+        config_type_weights={"surface": 2.0},
+        val_fraction=0.25,
+    )
+    trainer = Trainer(config, progress=False)
+    types = config_types(frames)
+    train_idx, val_idx = split_indices(types, config.val_fraction, config.seed)
+    n = {t: [types[i] for i in train_idx].count(t) for t in ("md", "surface")}
+    assert n["md"] > n["surface"] > 0
+    # equal totals per type, mean 1 over the training structures: w_t = N / (2 n_t)
+    expected = {t: len(train_idx) / (2 * n[t]) * (2.0 if t == "surface" else 1.0) for t in n}
+    for graphs, idx in ((trainer.train_graphs, train_idx), (trainer.val_graphs, val_idx)):
+        got = [float(g["weight"]) for g in graphs]
+        assert np.allclose(got, [expected[types[i]] for i in idx])
+    with pytest.raises(ValueError, match="config_type_balance must be a number >= 0"):
+        train_config(tiny_dataset, tmp_path, config_type_balance=-1.0)
+
+
 def test_select_config_types_and_elements(tiny_dataset, tmp_path):
     trainer = Trainer(train_config(tiny_dataset, tmp_path / "run", config_types=["rattled"]),
                       progress=False)  # fmt: skip

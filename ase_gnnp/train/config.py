@@ -48,6 +48,13 @@ class TrainConfig:
         Per-structure loss weight by ``info["config_type"]`` (others weigh 1), as MACE's
         ``config_type_weights``: raises the share of a rare group (e.g. dislocation cores
         among bulk snapshots) in every term of the training and validation losses.
+    config_type_balance : float
+        Exponent ``γ`` of a per-structure loss weight ``(n_max / n_t)^γ`` by config type
+        (``n_t``: training structures of type ``t``), normalised to mean 1 over the
+        training structures and multiplied with ``config_type_weights``: 1 gives every
+        config type the same total weight, 0 (default) leaves them as counted
+        (:func:`ase_gnnp.train.weighting.config_type_balance`). Types only in the
+        validation data weigh 1.
     relative_energy_key : str or None
         ``atoms.info`` key naming a group of structures whose energy *differences* are
         the target (the images of one NEB path, the snapshots of one defect cell with its
@@ -188,6 +195,7 @@ class TrainConfig:
     polarizability_weight: float = 10.0
     charges_weight: float = 0.0
     config_type_weights: dict[str, float] = field(default_factory=dict)
+    config_type_balance: float = 0.0
     relative_energy_key: str | None = None
     relative_energy_weight: float = 0.0
     element_weight_exponent: float = 0.0
@@ -243,6 +251,10 @@ class TrainConfig:
         bad = {k: v for k, v in self.config_type_weights.items() if not float(v) > 0}
         if bad:
             raise ValueError(f"config_type_weights must be positive, got {bad}")
+        if isinstance(self.config_type_balance, bool) or not self.config_type_balance >= 0:
+            raise ValueError(
+                f"config_type_balance must be a number >= 0, got {self.config_type_balance!r}"
+            )
         if not self.relative_energy_weight >= 0:
             raise ValueError(
                 f"relative_energy_weight must be >= 0, got {self.relative_energy_weight!r}"

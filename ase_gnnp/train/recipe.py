@@ -185,6 +185,8 @@ def describe(config: TrainConfig, summary: DataSummary | None = None) -> str:
             f"; forces first, as the energies spread less than "
             f"{1000 * LOW_ENERGY_SPREAD:g} meV/atom"
         )
+    if config.config_type_balance:
+        weights += f"; config types balanced (exponent {config.config_type_balance:g})"
     lines.append(f"loss: {loss}, weights {weights}")
     if config.final_fraction:
         final = ", ".join(

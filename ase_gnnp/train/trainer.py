@@ -41,6 +41,7 @@ from ase_gnnp.train.statistics import fit_statistics
 from ase_gnnp.train.weighting import (
     RepeatSampler,
     atom_element_weights,
+    config_type_balance,
     element_weights,
     raw_element_weights,
 )
@@ -259,8 +260,11 @@ class Trainer:
             "repeat",
         )
 
+        balance = config_type_balance(config_types(train_frames), cfg.config_type_balance)
+
         def make(subset: list, in_loss: bool = True) -> list:
-            weights = [cfg.config_type_weights.get(t, 1.0) for t in config_types(subset)]
+            types = config_types(subset)
+            weights = [cfg.config_type_weights.get(t, 1.0) * balance.get(t, 1.0) for t in types]
             per_atom = [None] * len(subset)
             if cfg.element_weight_exponent > 0 and cfg.element_weight_scope == "atom":
                 per_atom = atom_element_weights(subset, *fair_args, reference=train_frames)

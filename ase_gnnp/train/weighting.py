@@ -1,5 +1,6 @@
-"""Loss weights from inverse element frequency (fair element weighting), per structure
-(:func:`element_weights`) or per atom (:func:`atom_element_weights`)."""
+"""Loss weights from inverse frequency: of elements (fair element weighting), per structure
+(:func:`element_weights`) or per atom (:func:`atom_element_weights`), and of config types
+(:func:`config_type_balance`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ __all__ = [
     "RepeatSampler",
     "atom_element_weights",
     "atom_frequencies",
+    "config_type_balance",
     "element_frequencies",
     "element_weights",
     "raw_element_weights",
@@ -36,6 +38,33 @@ def _check(exponent: float, cap: float) -> None:
         raise ValueError(f"element weight exponent must be >= 0, got {exponent!r}")
     if not cap >= 1:
         raise ValueError(f"element weight cap must be >= 1, got {cap!r}")
+
+
+def config_type_balance(types: Sequence[str], exponent: float) -> dict[str, float]:
+    """Loss weight per config type ``w_t = (n_max / n_t)^exponent``, normalised so that the
+    structures of ``types`` weigh 1 on average.
+
+    Parameters
+    ----------
+    types
+        The config type of every training structure (:func:`ase_gnnp.data.config_types`).
+    exponent
+        0 gives every type weight 1; 1 gives every type the same total weight; between,
+        the rare types (a few surfaces among many MD snapshots) gain less.
+
+    Returns
+    -------
+    dict
+        Config type -> weight; a type that ``types`` lacks is not in it.
+    """
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or exponent < 0:
+        raise ValueError(f"config_type_balance must be a number >= 0, got {exponent!r}")
+    names, counts = np.unique(np.asarray(list(types), dtype=str), return_counts=True)
+    if len(names) == 0:
+        return {}
+    raw = (counts.max() / counts) ** float(exponent)
+    scale = (raw * counts).sum() / counts.sum()
+    return {str(t): float(w / scale) for t, w in zip(names, raw)}
 
 
 def element_frequencies(frames: Sequence[Atoms]) -> dict[str, float]:
